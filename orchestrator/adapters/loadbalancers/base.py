@@ -1,0 +1,40 @@
+"""What the engine needs from a load balancer. Waiting is the engine's job: adapters answer at once."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+from typing import Protocol
+
+
+class AdminState(str, Enum):
+    READY = "ready"
+    DRAIN = "drain"
+    MAINT = "maint"
+
+
+@dataclass(frozen=True)
+class ServerState:
+    backend: str
+    server: str
+    admin: AdminState
+    status: str  # as the load balancer reports it, e.g. "UP", "UP 1/2", "DOWN", "DRAIN", "MAINT"
+    sessions: int  # current sessions (HAProxy scur)
+
+    @property
+    def up_after_check(self) -> bool:
+        """In service and confirmed by a passed health check (not HAProxy's optimistic "UP 1/2")."""
+        return self.admin is AdminState.READY and self.status == "UP"
+
+    @property
+    def in_service(self) -> bool:
+        """Receiving new traffic right now."""
+        return self.admin is AdminState.READY and self.status.startswith("UP")
+
+
+class LoadBalancer(Protocol):
+    def drain(self, server: str) -> None: ...
+    def maint(self, server: str) -> None: ...
+    def ready(self, server: str) -> None: ...
+    def state(self, server: str) -> ServerState: ...
+    def servers(self) -> list[ServerState]: ...

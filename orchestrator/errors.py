@@ -1,0 +1,91 @@
+"""One exception tree for the whole orchestrator.
+
+    OrchestratorError
+    ├── InputError            bad playbook / inventory / argument: FILE:LINE: what; expected (exit 2)
+    ├── ConfigError           bad settings or environment (exit 2)
+    ├── AdapterError          a real system answered badly; carries what we talked to
+    │   ├── LoadBalancerError     HAProxy runtime API (socket, unknown server, refused command)
+    │   ├── HypervisorError       libvirt (domain, snapshot named)
+    │   ├── RemoteError           SSH (host named)
+    │   │   ├── HostKeyError          unknown or changed host key: never auto-accepted
+    │   │   └── CommandTimeout        a remote command outlived its timeout
+    │   └── CheckError            a health check could not even be run (not "unhealthy")
+    ├── StateError            an illegal host or rollout state transition
+    └── RolloutRefused        the rollout may not start (preflight, lock)
+
+Errors flagged ``transient`` (a refused connection, a reset) are what the retry policy in
+``orchestrator.retry`` may retry; everything else fails the step at once.
+"""
+
+from __future__ import annotations
+
+
+class OrchestratorError(Exception):
+    """Base of every error the orchestrator raises on purpose."""
+
+    exit_code = 1
+    transient = False
+
+
+class InputError(OrchestratorError):
+    """A user mistake in a file or argument. The message alone must say where and how to fix it."""
+
+    exit_code = 2
+
+    def __init__(self, where: str, problem: str, expected: str = "") -> None:
+        self.where = where
+        self.problem = problem
+        self.expected = expected
+        text = f"{where}: {problem}"
+        if expected:
+            text += f"; {expected}"
+        super().__init__(text)
+
+
+class ConfigError(OrchestratorError):
+    exit_code = 2
+
+
+class AdapterError(OrchestratorError):
+    """A real system (load balancer, hypervisor, host) failed us."""
+
+    def __init__(self, message: str, *, transient: bool = False) -> None:
+        super().__init__(message)
+        self.transient = transient
+
+
+class LoadBalancerError(AdapterError):
+    pass
+
+
+class HypervisorError(AdapterError):
+    def __init__(self, message: str, *, domain: str, snapshot: str = "", transient: bool = False) -> None:
+        super().__init__(message, transient=transient)
+        self.domain = domain
+        self.snapshot = snapshot
+
+
+class RemoteError(AdapterError):
+    def __init__(self, message: str, *, host: str, transient: bool = False) -> None:
+        super().__init__(message, transient=transient)
+        self.host = host
+
+
+class HostKeyError(RemoteError):
+    pass
+
+
+class CommandTimeout(RemoteError):
+    pass
+
+
+class CheckError(AdapterError):
+    pass
+
+
+class StateError(OrchestratorError):
+    pass
+
+
+class RolloutRefused(OrchestratorError):
+    exit_code = 3

@@ -1,0 +1,155 @@
+"""The inventory: where the servers are and how to reach them.
+
+```yaml
+vars: {env: prod}                       # optional, for every host
+pools:
+  web:
+    loadbalancer: {type: haproxy, socket: /run/haproxy/admin.sock, backend: app}
+    hypervisor: {type: libvirt, uri: "qemu:///system"}
+    ssh: {user: root, port: 22, key: keys/id_ed25519, known_hosts: keys/known_hosts}
+    vars: {app_port: 8080}
+    hosts:
+      web1: {address: 10.0.0.11, domain: web1-vm, lb_server: web1, vars: {zone: a}}
+```
+
+Relative paths are resolved against the inventory file's folder. ``ssh`` set on a host overrides the
+pool's field by field. ``hypervisor`` may instead be ``{type: command, create: ..., revert: ...,
+delete: ...}``: snapshots made by commands over SSH (LVM, ZFS, btrfs, or a copy), for hosts that are
+not VMs.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+
+from orchestrator.model.yamlfile import LineMap, load, parse_duration
+
+Name = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=64)]
+Seconds = Annotated[float, Field(ge=0)]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _seconds(value: Any) -> float:
+    return parse_duration(value)
+
+
+class HAProxyConfig(Strict):
+    type: Literal["haproxy"] = "haproxy"
+    socket: Path | None = None  # unix socket of the runtime API ("stats socket ... level admin")
+    address: str | None = None  # or host:port of a TCP runtime API
+    backend: str
+    timeout: Seconds = 5.0
+
+    _dur = field_validator("timeout", mode="before")(_seconds)
+
+    @model_validator(mode="after")
+    def _one_endpoint(self) -> HAProxyConfig:
+        if (self.socket is None) == (self.address is None):
+            raise ValueError("give exactly one of 'socket' or 'address'; the HAProxy runtime API endpoint")
+        return self
+
+
+class LibvirtConfig(Strict):
+    type: Literal["libvirt"] = "libvirt"
+    uri: str = "qemu:///system"
+
+
+class CommandSnapshotConfig(Strict):
+    """Snapshots taken by shell commands on the host itself. ``{{ snapshot }}`` names the snapshot."""
+
+    type: Literal["command"]
+    create: str
+    revert: str
+    delete: str
+    timeout: Seconds = 120.0
+
+    _dur = field_validator("timeout", mode="before")(_seconds)
+
+
+class NoSnapshots(Strict):
+    type: Literal["none"]
+
+
+HypervisorConfig = Annotated[
+    LibvirtConfig | CommandSnapshotConfig | NoSnapshots, Field(discriminator="type")
+]
+
+
+class SSHConfig(Strict):
+    user: str | None = None
+    port: int | None = Field(default=None, ge=1, le=65535)
+    key: Path | None = None
+    known_hosts: Path | None = None
+    connect_timeout: Seconds | None = None
+
+    _dur = field_validator("connect_timeout", mode="before")(lambda v: None if v is None else _seconds(v))
+
+    def over(self, base: SSHConfig) -> SSHConfig:
+        """This config's fields where set, ``base``'s elsewhere."""
+        merged = base.model_dump() | {k: v for k, v in self.model_dump().items() if v is not None}
+        return SSHConfig(**merged)
+
+
+class Host(Strict):
+    address: str
+    domain: str | None = None  # VM domain name at the hypervisor; defaults to the host name
+    lb_server: str | None = None  # server name in the load balancer backend; defaults to the host name
+    ssh: SSHConfig = SSHConfig()
+    vars: dict[str, Any] = {}
+
+
+class Pool(Strict):
+    loadbalancer: HAProxyConfig
+    hypervisor: HypervisorConfig = LibvirtConfig()
+    ssh: SSHConfig = SSHConfig()
+    vars: dict[str, Any] = {}
+    hosts: dict[Name, Host]
+
+    @field_validator("hosts")
+    @classmethod
+    def _not_empty(cls, hosts: dict[str, Host]) -> dict[str, Host]:
+        if not hosts:
+            raise ValueError("a pool has no hosts; list at least one host under 'hosts'")
+        return hosts
+
+
+class Inventory(Strict):
+    vars: dict[str, Any] = {}
+    pools: dict[Name, Pool]
+
+    @model_validator(mode="before")
+    @classmethod
+    def _resolve_paths(cls, data: Any, info: ValidationInfo) -> Any:
+        """Relative paths count from the inventory's folder, not from wherever the CLI was started."""
+        base = (info.context or {}).get("base_dir")
+        if base is None or not isinstance(data, dict):
+            return data
+
+        def fix(ssh: Any) -> None:
+            if isinstance(ssh, dict):
+                for key in ("key", "known_hosts"):
+                    if isinstance(ssh.get(key), str) and not Path(ssh[key]).is_absolute():
+                        ssh[key] = str(Path(base) / ssh[key])
+
+        for pool in (data.get("pools") or {}).values():
+            if not isinstance(pool, dict):
+                continue
+            fix(pool.get("ssh"))
+            lb = pool.get("loadbalancer")
+            if isinstance(lb, dict) and isinstance(lb.get("socket"), str):
+                if not Path(lb["socket"]).is_absolute():
+                    lb["socket"] = str(Path(base) / lb["socket"])
+            for host in (pool.get("hosts") or {}).values():
+                if isinstance(host, dict):
+                    fix(host.get("ssh"))
+        return data
+
+
+def load_inventory(path: Path) -> tuple[Inventory, LineMap]:
+    return load(Inventory, path, context={"base_dir": str(path.resolve().parent)})

@@ -1,0 +1,185 @@
+"""Pure parsers for HAProxy runtime API answers (`show stat`, `show servers state`). No I/O.
+
+Status strings seen from HAProxy 2.6 in `show stat` (tests/unit/data/haproxy_stat_*.txt):
+"UP", "UP 1/2" (right after `set server ... state ready`, or after one failed check), "DOWN",
+"DOWN 1/2" (one passed check on the way up), "DRAIN", "MAINT", "no check" (checks disabled).
+HAProxy also has "MAINT (via BE/SRV)", "MAINT (resolution)", "DOWN (agent)" and "NOLB".
+
+`show stat` alone cannot tell the admin state: a drained server that fails its checks shows "DOWN",
+not "DRAIN". `show servers state` carries the admin flags as a bit field, so that is the source of
+truth for AdminState; `show stat` gives the status string and the session count.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import IntEnum
+
+from orchestrator.adapters.loadbalancers.base import AdminState, ServerState
+from orchestrator.errors import LoadBalancerError
+
+# srv_admin_state bits (HAProxy include/haproxy/server-t.h, enum srv_admin):
+#   0x01 FMAINT  forced into maintenance (`set server ... state maint`, or `disabled` in the config)
+#   0x02 IMAINT  maintenance inherited from a tracked server
+#   0x04 CMAINT  `disabled` in the config; a marker only, FMAINT is set along with it
+#   0x08 FDRAIN  forced into drain (`set server ... state drain`)
+#   0x10 IDRAIN  drain inherited from a tracked server
+#   0x20 RMAINT  maintenance because the server's address did not resolve
+#   0x40 FQDN_CHANGED  fqdn set over the runtime API; no effect on traffic
+# HAProxy itself reads them as: any MAINT bit -> MAINT, else any DRAIN bit -> DRAIN, else READY.
+ADMIN_MAINT_BITS = 0x01 | 0x02 | 0x20
+ADMIN_DRAIN_BITS = 0x08 | 0x10
+
+# Rows of `show stat` that describe a proxy as a whole, not one server.
+_AGGREGATE_ROWS = frozenset({"FRONTEND", "BACKEND"})
+
+
+class OpState(IntEnum):
+    """srv_op_state in `show servers state`."""
+
+    STOPPED = 0  # down (failed checks) or in maintenance
+    STARTING = 1  # up, in slowstart
+    RUNNING = 2  # up
+    STOPPING = 3  # up but soft-stopping (e.g. agent said "drain", or check got a 404 with disable-on-404)
+
+
+@dataclass(frozen=True)
+class StatRow:
+    """One row of `show stat`: a frontend, a backend or a server."""
+
+    proxy: str  # pxname
+    name: str  # svname: a server name, or FRONTEND / BACKEND
+    status: str
+    sessions: int  # scur
+    fields: Mapping[str, str] = field(repr=False)  # every column by its header name
+
+
+@dataclass(frozen=True)
+class ServerStateRow:
+    """One server line of `show servers state`."""
+
+    backend: str
+    server: str
+    address: str
+    op_state: OpState
+    admin_bits: int
+    user_weight: int
+    check_health: int
+    fields: Mapping[str, str] = field(repr=False)
+
+    @property
+    def admin(self) -> AdminState:
+        return admin_from_bits(self.admin_bits)
+
+
+def admin_from_bits(bits: int) -> AdminState:
+    if bits & ADMIN_MAINT_BITS:
+        return AdminState.MAINT
+    if bits & ADMIN_DRAIN_BITS:
+        return AdminState.DRAIN
+    return AdminState.READY
+
+
+def admin_from_status(status: str) -> AdminState:
+    """Best guess from a `show stat` status alone; blind to drain on a server that is DOWN."""
+    if status.startswith("MAINT"):
+        return AdminState.MAINT
+    if status.startswith("DRAIN"):
+        return AdminState.DRAIN
+    return AdminState.READY
+
+
+def parse_stat(text: str) -> list[StatRow]:
+    lines = [line for line in text.splitlines() if line.strip()]
+    if not lines or not lines[0].startswith("# pxname,"):
+        raise LoadBalancerError(f"HAProxy answered `show stat` with something that is not CSV: {_head(text)}")
+    header = next(csv.reader([lines[0][2:]]))
+    rows: list[StatRow] = []
+    for values in csv.reader(lines[1:]):
+        record = dict(zip(header, values, strict=False))
+        try:
+            rows.append(
+                StatRow(
+                    proxy=record["pxname"],
+                    name=record["svname"],
+                    status=record.get("status", ""),
+                    sessions=int(record.get("scur") or 0),
+                    fields=record,
+                )
+            )
+        except (KeyError, ValueError) as exc:
+            raise LoadBalancerError(f"cannot read `show stat` row {values[:5]}...: {exc!r}") from exc
+    return rows
+
+
+def servers_from_stat(text: str, backend: str) -> list[ServerState]:
+    """The servers of ``backend`` from `show stat` alone (admin state guessed from the status)."""
+    return [
+        ServerState(backend, r.name, admin_from_status(r.status), r.status, r.sessions)
+        for r in parse_stat(text)
+        if r.proxy == backend and r.name not in _AGGREGATE_ROWS
+    ]
+
+
+def parse_servers_state(text: str) -> list[ServerStateRow]:
+    lines = [line for line in text.splitlines() if line.strip()]
+    if len(lines) < 2 or lines[0].strip() != "1" or not lines[1].startswith("# "):
+        raise LoadBalancerError(
+            f"HAProxy answered `show servers state` in an unknown format (expected version 1): {_head(text)}"
+        )
+    header = lines[1][2:].split()
+    rows: list[ServerStateRow] = []
+    for line in lines[2:]:
+        if line.startswith("#"):
+            continue
+        values = line.split()
+        if len(values) < len(header):
+            raise LoadBalancerError(
+                f"`show servers state` row has {len(values)} of {len(header)} fields: {line}"
+            )
+        record = dict(zip(header, values, strict=False))
+        try:
+            rows.append(
+                ServerStateRow(
+                    backend=record["be_name"],
+                    server=record["srv_name"],
+                    address=record["srv_addr"],
+                    op_state=OpState(int(record["srv_op_state"])),
+                    admin_bits=int(record["srv_admin_state"]),
+                    user_weight=int(record["srv_uweight"]),
+                    check_health=int(record["srv_check_health"]),
+                    fields=record,
+                )
+            )
+        except (KeyError, ValueError) as exc:
+            raise LoadBalancerError(f"cannot read `show servers state` row {line!r}: {exc!r}") from exc
+    return rows
+
+
+def merge_servers(stat_text: str, state_text: str, backend: str) -> list[ServerState]:
+    """Servers of ``backend``: status and sessions from `show stat`, admin from `show servers state`.
+
+    A server missing from the state answer (added between the two commands) keeps the admin state
+    guessed from its status.
+    """
+    admin = {r.server: r.admin for r in parse_servers_state(state_text) if r.backend == backend}
+    return [
+        ServerState(s.backend, s.server, admin.get(s.server, s.admin), s.status, s.sessions)
+        for s in servers_from_stat(stat_text, backend)
+    ]
+
+
+def proxies_in_stat(text: str) -> list[str]:
+    """Backend names in `show stat`, in order, for error messages."""
+    seen: dict[str, None] = {}
+    for row in parse_stat(text):
+        if row.name == "BACKEND":
+            seen[row.proxy] = None
+    return list(seen)
+
+
+def _head(text: str, limit: int = 200) -> str:
+    text = text.strip()
+    return repr(text if len(text) <= limit else text[:limit] + "...")

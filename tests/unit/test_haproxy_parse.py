@@ -1,0 +1,180 @@
+"""Parsers run on output captured from a real HAProxy 2.6.12 (tests/unit/data/haproxy_*.txt).
+
+The captures come from HAProxyProcess (orchestrator/lab/haproxy.py) with three servers s1-s3 in
+backend "app", checks every 1 s, rise 2, fall 2; each pair of files was taken back to back:
+  up               all servers UP
+  drain            s1 drained with 2 slow requests still in flight (2 on s2 and s3 too)
+  maint            s1 still drained, s2 in maintenance
+  ready            s2 right after `state ready`: optimistic "UP 1/2" before any check passed
+  down             s1 drained and failing checks (shows "DOWN"), s3 failing checks
+  transitions      s1 as above; s2 one failed check ("UP 1/2"); s3 one passed check ("DOWN 1/2")
+  nocheck_weight0  s3 after `disable health`; s2 after `set weight app/s2 0` (still "UP")
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from orchestrator.adapters.loadbalancers.base import AdminState, ServerState
+from orchestrator.adapters.loadbalancers.haproxy_parse import (
+    OpState,
+    admin_from_bits,
+    admin_from_status,
+    merge_servers,
+    parse_servers_state,
+    parse_stat,
+    proxies_in_stat,
+    servers_from_stat,
+)
+from orchestrator.errors import LoadBalancerError
+
+DATA = Path(__file__).parent / "data"
+R, D, M = AdminState.READY, AdminState.DRAIN, AdminState.MAINT
+
+
+def stat(tag: str) -> str:
+    return (DATA / f"haproxy_stat_{tag}.txt").read_text()
+
+
+def state(tag: str) -> str:
+    return (DATA / f"haproxy_servers_state_{tag}.txt").read_text()
+
+
+# (capture, [(server, admin, status, sessions)]) with admin taken from `show servers state`
+MERGED = [
+    ("up", [("s1", R, "UP", 0), ("s2", R, "UP", 0), ("s3", R, "UP", 0)]),
+    ("drain", [("s1", D, "DRAIN", 2), ("s2", R, "UP", 2), ("s3", R, "UP", 2)]),
+    ("maint", [("s1", D, "DRAIN", 0), ("s2", M, "MAINT", 0), ("s3", R, "UP", 0)]),
+    ("ready", [("s1", D, "DRAIN", 0), ("s2", R, "UP 1/2", 0), ("s3", R, "UP", 0)]),
+    ("down", [("s1", D, "DOWN", 0), ("s2", R, "UP", 0), ("s3", R, "DOWN", 0)]),
+    ("transitions", [("s1", D, "DOWN", 0), ("s2", R, "UP 1/2", 0), ("s3", R, "DOWN 1/2", 0)]),
+    ("nocheck_weight0", [("s1", R, "UP", 0), ("s2", R, "UP", 0), ("s3", R, "no check", 0)]),
+]
+
+
+@pytest.mark.parametrize(("tag", "expected"), MERGED, ids=[t for t, _ in MERGED])
+def test_merge_servers(tag: str, expected: list[tuple[str, AdminState, str, int]]) -> None:
+    got = merge_servers(stat(tag), state(tag), "app")
+    assert got == [ServerState("app", name, admin, status, n) for name, admin, status, n in expected]
+
+
+# `show stat` alone: same answers except where the status hides the admin state.
+STAT_ONLY_DIFFERS = {("down", "s1"): R, ("transitions", "s1"): R}
+
+
+@pytest.mark.parametrize(("tag", "expected"), MERGED, ids=[t for t, _ in MERGED])
+def test_servers_from_stat(tag: str, expected: list[tuple[str, AdminState, str, int]]) -> None:
+    got = servers_from_stat(stat(tag), "app")
+    want = [
+        ServerState("app", name, STAT_ONLY_DIFFERS.get((tag, name), admin), status, n)
+        for name, admin, status, n in expected
+    ]
+    assert got == want
+
+
+@pytest.mark.parametrize(
+    ("tag", "server", "op", "bits", "weight", "health"),
+    [
+        ("up", "s1", OpState.RUNNING, 0, 1, 3),
+        ("drain", "s1", OpState.RUNNING, 0x08, 1, 3),
+        ("maint", "s2", OpState.STOPPED, 0x01, 1, 0),
+        ("ready", "s2", OpState.RUNNING, 0, 1, 2),
+        ("down", "s1", OpState.STOPPED, 0x08, 1, 0),
+        ("transitions", "s3", OpState.STOPPED, 0, 1, 1),
+        ("nocheck_weight0", "s2", OpState.RUNNING, 0, 0, 3),
+    ],
+)
+def test_parse_servers_state(tag: str, server: str, op: OpState, bits: int, weight: int, health: int) -> None:
+    rows = {r.server: r for r in parse_servers_state(state(tag))}
+    assert set(rows) == {"s1", "s2", "s3"}
+    row = rows[server]
+    assert (row.backend, row.address, row.op_state, row.admin_bits, row.user_weight, row.check_health) == (
+        "app",
+        "127.0.0.1",
+        op,
+        bits,
+        weight,
+        health,
+    )
+    assert row.fields["srv_port"] == str(18000 + int(server[1]))
+
+
+def test_parse_stat_keeps_every_row_and_column() -> None:
+    rows = parse_stat(stat("drain"))
+    assert [(r.proxy, r.name) for r in rows] == [
+        ("fe_main", "FRONTEND"),
+        ("app", "s1"),
+        ("app", "s2"),
+        ("app", "s3"),
+        ("app", "BACKEND"),
+    ]
+    backend = rows[-1]
+    assert backend.sessions == 6
+    assert rows[1].fields["check_status"] == "L7OK"
+    assert rows[1].fields["addr"] == "127.0.0.1:18001"
+
+
+def test_proxies_and_unknown_backend() -> None:
+    assert proxies_in_stat(stat("up")) == ["app"]
+    assert servers_from_stat(stat("up"), "nope") == []
+
+
+# 0x05 = FMAINT + CMAINT (`disabled` in the config); 0x09 cannot happen (maint clears drain) but HAProxy
+# ranks MAINT first; 0x04 and 0x40 are markers that do not change traffic.
+@pytest.mark.parametrize(
+    ("bits", "admin"),
+    [
+        (0, R),
+        (0x01, M),
+        (0x02, M),
+        (0x20, M),
+        (0x05, M),
+        (0x08, D),
+        (0x10, D),
+        (0x09, M),
+        (0x04, R),
+        (0x40, R),
+    ],
+)
+def test_admin_from_bits(bits: int, admin: AdminState) -> None:
+    assert admin_from_bits(bits) is admin
+
+
+@pytest.mark.parametrize(
+    ("status", "admin"),
+    [
+        ("UP", R),
+        ("UP 1/2", R),
+        ("DOWN", R),
+        ("DOWN 1/2", R),
+        ("no check", R),
+        ("NOLB", R),
+        ("DRAIN", D),
+        ("MAINT", M),
+        ("MAINT (via app/s1)", M),
+        ("MAINT (resolution)", M),
+    ],
+)
+def test_admin_from_status(status: str, admin: AdminState) -> None:
+    assert admin_from_status(status) is admin
+
+
+# Answers HAProxy 2.6 gives instead of data (seen on the runtime socket).
+@pytest.mark.parametrize("answer", ["No such proxy.\n", "", "Unknown command.\n"])
+def test_parse_stat_rejects_non_csv(answer: str) -> None:
+    with pytest.raises(LoadBalancerError, match="show stat"):
+        parse_stat(answer)
+
+
+@pytest.mark.parametrize("answer", ["Can't find backend.\n", "", "2\n# be_id be_name\n"])
+def test_parse_servers_state_rejects_unknown_format(answer: str) -> None:
+    with pytest.raises(LoadBalancerError, match="show servers state"):
+        parse_servers_state(answer)
+
+
+def test_parse_servers_state_rejects_short_row() -> None:
+    text = "1\n# be_id be_name srv_id srv_name\n3 app 1\n"
+    with pytest.raises(LoadBalancerError, match="3 of 4 fields"):
+        parse_servers_state(text)

@@ -1,0 +1,242 @@
+"""A real HAProxy as a plain daemon process, for integration tests, the loopback end-to-end test and the lab.
+
+Not part of the orchestrator's runtime: this module may wait (bounded) because it owns the process.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from orchestrator.errors import ConfigError
+
+HAPROXY = "haproxy"
+START_TIMEOUT = 10.0
+STOP_TIMEOUT = 5.0
+
+
+@dataclass(frozen=True)
+class Server:
+    name: str
+    address: str
+    port: int
+
+
+class HAProxyProcess:
+    """One HAProxy with one HTTP frontend, one backend and a runtime API socket at level admin."""
+
+    def __init__(
+        self,
+        workdir: Path,
+        *,
+        frontend: tuple[str, int],
+        backend: str,
+        servers: list[Server],
+        check_path: str = "/health",
+        check_inter_ms: int = 200,
+        rise: int = 2,
+        fall: int = 2,
+        retries: int = 3,
+        redispatch: bool = True,
+        prometheus: tuple[str, int] | None = None,
+        timeout_server_ms: int = 30000,
+        admin_tcp: tuple[str, int] | None = None,
+    ) -> None:
+        self.workdir = Path(workdir)
+        self.frontend = frontend
+        self.backend = backend
+        self.servers = list(servers)
+        self.check_path = check_path
+        self.check_inter_ms = check_inter_ms
+        self.rise = rise
+        self.fall = fall
+        self.retries = retries
+        self.redispatch = redispatch
+        self.prometheus = prometheus
+        self.timeout_server_ms = timeout_server_ms
+        # A second runtime API endpoint on TCP (level admin): only for loopback tests of the TCP variant.
+        self.admin_tcp = admin_tcp
+        self.socket_path = self.workdir / "haproxy.sock"
+        self.pidfile = self.workdir / "haproxy.pid"
+        self.config_path = self.workdir / "haproxy.cfg"
+        # HAProxy cannot log to a file itself; its startup warnings and alerts on stderr land here.
+        self.log_path = self.workdir / "haproxy.log"
+
+    def config_text(self) -> str:
+        fe_host, fe_port = self.frontend
+        lines = [
+            "global",
+            f"    stats socket {self.socket_path} mode 600 level admin",
+        ]
+        if self.admin_tcp is not None:
+            lines.append(f"    stats socket {_bind(self.admin_tcp)} level admin")
+        lines += [
+            "    stats timeout 30s",
+            "    maxconn 2000",
+            "",
+            "defaults",
+            "    mode http",
+            "    option http-keep-alive",
+            f"    retries {self.retries}",
+        ]
+        if self.redispatch:
+            lines.append("    option redispatch")
+        lines += [
+            "    timeout connect 2s",
+            "    timeout client 30s",
+            f"    timeout server {self.timeout_server_ms}ms",
+            "    timeout http-request 10s",
+            "    timeout http-keep-alive 10s",
+            "    timeout queue 10s",
+            "    timeout check 2s",
+            "",
+            "frontend fe_main",
+            f"    bind {_bind((fe_host, fe_port))}",
+            f"    default_backend {self.backend}",
+            "",
+            f"backend {self.backend}",
+            f"    option httpchk GET {self.check_path}",
+            "    http-check expect status 200",
+        ]
+        for s in self.servers:
+            lines.append(
+                f"    server {s.name} {_bind((s.address, s.port))} check inter {self.check_inter_ms}ms "
+                f"rise {self.rise} fall {self.fall}"
+            )
+        if self.prometheus is not None:
+            lines += [
+                "",
+                "frontend fe_prometheus",
+                f"    bind {_bind(self.prometheus)}",
+                "    http-request use-service prometheus-exporter if { path /metrics }",
+            ]
+        return "\n".join(lines) + "\n"
+
+    def start(self) -> None:
+        """Write the config, check it, start the daemon and wait until its runtime API answers."""
+        if self.is_running():
+            raise ConfigError(f"HAProxy already runs from {self.pidfile}; stop it before starting again")
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.config_path.write_text(self.config_text())
+        self.socket_path.unlink(missing_ok=True)
+        self.pidfile.unlink(missing_ok=True)
+        with self.log_path.open("ab") as log:
+            check = subprocess.run(
+                [HAPROXY, "-c", "-q", "-f", str(self.config_path)],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=log,
+                timeout=START_TIMEOUT,
+                check=False,
+            )
+            if check.returncode != 0:
+                raise ConfigError(
+                    f"haproxy -c rejected {self.config_path} (exit {check.returncode}):\n{self._log_tail()}"
+                )
+            # -D: the launcher exits once the daemon has bound its sockets; the daemon is not our child.
+            run = subprocess.run(
+                [HAPROXY, "-f", str(self.config_path), "-D", "-p", str(self.pidfile)],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=log,
+                start_new_session=True,
+                timeout=START_TIMEOUT,
+                check=False,
+            )
+        if run.returncode != 0:
+            raise ConfigError(
+                f"haproxy -f {self.config_path} -D failed (exit {run.returncode}):\n{self._log_tail()}"
+            )
+        deadline = time.monotonic() + START_TIMEOUT
+        while not _socket_answers(self.socket_path):
+            if time.monotonic() > deadline:
+                self.stop()
+                raise ConfigError(
+                    f"HAProxy started from {self.config_path} but its runtime socket {self.socket_path} "
+                    f"did not answer within {START_TIMEOUT:.0f} s:\n{self._log_tail()}"
+                )
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        stop_pidfile(self.pidfile, STOP_TIMEOUT)
+
+    def is_running(self) -> bool:
+        pid = _read_pid(self.pidfile)
+        return pid is not None and _alive(pid)
+
+    def _log_tail(self, lines: int = 20) -> str:
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except OSError:
+            return f"(no log at {self.log_path})"
+        return "\n".join(text.splitlines()[-lines:]) or f"(log {self.log_path} is empty)"
+
+
+def stop_pidfile(pidfile: Path, timeout: float = STOP_TIMEOUT) -> None:
+    """Stop the HAProxy whose pid is in ``pidfile``: SIGTERM, wait up to ``timeout``, then SIGKILL.
+
+    Does nothing when the file is missing or the process is already gone.
+    """
+    pid = _read_pid(pidfile)
+    if pid is not None and _alive(pid):
+        _signal(pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while _alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if _alive(pid):
+            _signal(pid, signal.SIGKILL)
+            deadline = time.monotonic() + timeout
+            while _alive(pid) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            if _alive(pid):
+                raise ConfigError(f"HAProxy pid {pid} from {pidfile} survived SIGKILL for {timeout:.0f} s")
+    pidfile.unlink(missing_ok=True)
+
+
+def _bind(addr: tuple[str, int]) -> str:
+    host, port = addr
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _read_pid(pidfile: Path) -> int | None:
+    try:
+        text = pidfile.read_text().split()
+    except OSError:
+        return None
+    # With -D and no master-worker mode the file holds the one daemon pid; take the first to be safe.
+    return int(text[0]) if text and text[0].isdigit() else None
+
+
+def _alive(pid: int) -> bool:
+    """True if ``pid`` is a live haproxy process (not a zombie, not a recycled pid of another program)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    # Format: "pid (comm) state ...": the daemon's parent exited, and a zombie lingers until reaped.
+    comm = stat[stat.find("(") + 1 : stat.rfind(")")]
+    state = stat[stat.rfind(")") + 2 :].split(" ", 1)[0]
+    return comm.startswith("haproxy") and state not in ("Z", "X")
+
+
+def _signal(pid: int, sig: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError):  # it may exit between the check and the signal
+        os.kill(pid, sig)
+
+
+def _socket_answers(path: Path) -> bool:
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.settimeout(1.0)
+            sock.connect(str(path))
+            sock.sendall(b"show info\n")
+            data = sock.recv(4096)
+    except OSError:
+        return False
+    return data.startswith(b"Name:")

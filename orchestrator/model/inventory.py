@@ -76,9 +76,7 @@ class NoSnapshots(Strict):
     type: Literal["none"]
 
 
-HypervisorConfig = Annotated[
-    LibvirtConfig | CommandSnapshotConfig | NoSnapshots, Field(discriminator="type")
-]
+HypervisorConfig = Annotated[LibvirtConfig | CommandSnapshotConfig | NoSnapshots, Field(discriminator="type")]
 
 
 class SSHConfig(Strict):
@@ -142,9 +140,9 @@ class Inventory(Strict):
                 continue
             fix(pool.get("ssh"))
             lb = pool.get("loadbalancer")
-            if isinstance(lb, dict) and isinstance(lb.get("socket"), str):
-                if not Path(lb["socket"]).is_absolute():
-                    lb["socket"] = str(Path(base) / lb["socket"])
+            socket = lb.get("socket") if isinstance(lb, dict) else None
+            if isinstance(lb, dict) and isinstance(socket, str) and not Path(socket).is_absolute():
+                lb["socket"] = str(Path(base) / socket)
             for host in (pool.get("hosts") or {}).values():
                 if isinstance(host, dict):
                     fix(host.get("ssh"))

@@ -43,7 +43,9 @@ def _walk(node: yaml.Node, loc: Loc, lines: dict[Loc, int]) -> Any:
         for key_node, value_node in node.value:
             key = yaml.safe_load(yaml.serialize(key_node))
             if key in result:
-                raise InputError(f"?:{key_node.start_mark.line + 1}", f"duplicate key {key!r}", "each key once")
+                raise InputError(
+                    f"?:{key_node.start_mark.line + 1}", f"duplicate key {key!r}", "each key once"
+                )
             lines[(*loc, key)] = key_node.start_mark.line + 1
             result[key] = _walk(value_node, (*loc, key), lines)
         return result
@@ -127,5 +129,7 @@ def parse_duration(value: Any) -> float:
         return float(value)
     match = _DURATION.match(value) if isinstance(value, str) else None
     if not match:
-        raise ValueError(f"{value!r} is not a duration; a number of seconds or e.g. '500ms', '30s', '15m', '1h'")
+        raise ValueError(
+            f"{value!r} is not a duration; a number of seconds or e.g. '500ms', '30s', '15m', '1h'"
+        )
     return float(match.group(1)) * _UNIT_SECONDS[match.group(2)]

@@ -1,0 +1,386 @@
+"""One host's pipeline, as a state machine advanced one decision at a time.
+
+    drain -> out of pool (maint) -> snapshot -> update steps -> checks until stable -> ready -> LB says UP
+    failure after the snapshot: revert -> old version passes its checks -> ready -> UP -> rolled back
+
+Each state has an entry action (idempotent: drain, maint, ready and snapshot creation may be repeated
+safely) and a poll. ``advance`` runs actions back to back while they are immediate and returns as soon
+as the host has to wait, with the delay; the caller (a Celery task) persists and reschedules itself, so a
+drain that lasts minutes holds no worker.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from typing import Any, Protocol
+
+from orchestrator.adapters.checks.base import Check, CheckResult
+from orchestrator.adapters.hypervisors.base import Snapshots
+from orchestrator.adapters.loadbalancers.base import LoadBalancer
+from orchestrator.adapters.remote.base import Remote
+from orchestrator.errors import CommandTimeout, OrchestratorError
+from orchestrator.model.spec import CheckSpec, HostSpec, RolloutSpec
+from orchestrator.model.states import TERMINAL, HostState, check_transition
+from orchestrator.retry import RetryPolicy
+
+S = HostState
+
+
+@dataclass
+class Progress:
+    """What a host has done inside its current state; persisted with the state after every decision."""
+
+    entered: bool = False
+    since: float = 0.0  # wall clock when the current state was entered
+    step_index: int = 0
+    successes: int = 0
+    reverted: bool = False
+    snapshot: str = ""  # name of the snapshot taken for this rollout, once it exists
+    error: str = ""  # why the host failed, for the summary
+    journal_id: int = 0
+    work: float = 0.0  # seconds of the current step's own work (adapter calls and required waits)
+    detail: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Progress:
+        return cls(**data) if data else cls()
+
+
+@dataclass(frozen=True)
+class Goto:
+    state: HostState
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class Wait:
+    delay: float
+    work: float = 0.0  # how much of the delay the step itself requires (vs. polling slack)
+
+
+@dataclass(frozen=True)
+class Fail:
+    reason: str
+    exit_code: int | None = None
+    output_tail: str = ""
+
+
+@dataclass(frozen=True)
+class Next:
+    """Same state, progress changed (e.g. one update step done): persist, then carry on at once."""
+
+    detail: str = ""
+    exit_code: int | None = None
+    output_tail: str = ""
+
+
+Decision = Goto | Wait | Fail | Next
+
+
+class RemotePool(Protocol):
+    def get(self, host: HostSpec) -> Remote: ...
+    def discard(self, host: HostSpec) -> None: ...
+
+
+@dataclass
+class Adapters:
+    lb: LoadBalancer
+    snapshots: Callable[[HostSpec], Snapshots | None]
+    remotes: RemotePool
+    check: Callable[[CheckSpec, HostSpec], Check]
+
+
+class Journal(Protocol):
+    def save(self, host: str, state: HostState, progress: Progress) -> None: ...
+    def started(self, host: str, step: str, detail: str) -> int: ...
+    def ended(
+        self,
+        step_id: int,
+        outcome: str,
+        detail: str,
+        *,
+        work: float,
+        exit_code: int | None = None,
+        output_tail: str = "",
+    ) -> None: ...
+
+
+def poll_delay(elapsed: float) -> float:
+    """Poll fast at first (most drains end within a request's time), then back off to 1 s."""
+    return min(1.0, max(0.02, elapsed / 10))
+
+
+# The journal step name each state records, and what its failure leads to.
+STEP_NAMES = {
+    S.DRAINING: "drain",
+    S.OUT_OF_POOL: "maint",
+    S.SNAPSHOTTING: "snapshot",
+    S.UPDATING: "update",
+    S.CHECKING: "checks",
+    S.RETURNING: "return",
+    S.REVERTING: "revert",
+    S.VERIFYING: "verify_old",
+    S.RESTORING: "restore",
+}
+
+
+class HostPipeline:
+    def __init__(
+        self,
+        spec: RolloutSpec,
+        host: HostSpec,
+        adapters: Adapters,
+        journal: Journal,
+        *,
+        retry: RetryPolicy | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.spec = spec
+        self.host = host
+        self.adapters = adapters
+        self.journal = journal
+        self.retry = retry or RetryPolicy()
+        self.clock = clock
+        self._handlers: dict[HostState, Callable[[Progress], Decision]] = {
+            S.PENDING: lambda p: Goto(S.DRAINING),
+            S.DRAINING: self._draining,
+            S.OUT_OF_POOL: self._out_of_pool,
+            S.SNAPSHOTTING: self._snapshotting,
+            S.UPDATING: self._updating,
+            S.CHECKING: self._checking,
+            S.RETURNING: self._returning,
+            S.REVERTING: self._reverting,
+            S.VERIFYING: self._verifying,
+            S.RESTORING: self._restoring,
+        }
+
+    # the loop
+    def advance(self, state: HostState, progress: Progress) -> tuple[HostState, Progress, float | None]:
+        """Act until the host must wait (returns the delay) or is done (returns None)."""
+        while state not in TERMINAL:
+            try:
+                decision = self._handlers[state](progress)
+            except OrchestratorError as exc:
+                decision = Fail(str(exc))
+            if isinstance(decision, Wait):
+                progress.work += decision.work
+                self.journal.save(self.host.name, state, progress)
+                return state, progress, decision.delay
+            if isinstance(decision, Next):
+                self._end_step(progress, "ok", decision.detail, decision.exit_code, decision.output_tail)
+                self._open_step(state, progress)
+                self.journal.save(self.host.name, state, progress)
+                continue
+            if isinstance(decision, Fail):
+                progress.error = decision.reason
+                self._end_step(progress, "failed", decision.reason, decision.exit_code, decision.output_tail)
+                state = self._move(state, self._failure_target(state, progress), progress)
+            else:
+                self._end_step(progress, "ok", decision.detail)
+                state = self._move(state, decision.state, progress)
+        return state, progress, None
+
+    def _move(self, state: HostState, new: HostState, progress: Progress) -> HostState:
+        check_transition(state, new)
+        progress.entered = False
+        progress.since = self.clock()
+        progress.successes = 0
+        progress.work = 0.0
+        progress.detail = ""
+        if new is S.UPDATING:
+            progress.step_index = 0
+        self._open_step(new, progress)
+        self.journal.save(self.host.name, new, progress)
+        return new
+
+    def _open_step(self, state: HostState, progress: Progress) -> None:
+        progress.journal_id = 0
+        if state in TERMINAL:
+            return
+        name = STEP_NAMES[state]
+        detail = ""
+        if state is S.UPDATING and progress.step_index < len(self.host.steps):
+            name = f"update[{progress.step_index}]"
+            detail = self.host.steps[progress.step_index].label
+        progress.journal_id = self.journal.started(self.host.name, name, detail)
+        progress.work = 0.0
+
+    def _end_step(
+        self,
+        progress: Progress,
+        outcome: str,
+        detail: str,
+        exit_code: int | None = None,
+        output_tail: str = "",
+    ) -> None:
+        if progress.journal_id:
+            self.journal.ended(
+                progress.journal_id,
+                outcome,
+                detail or progress.detail,
+                work=progress.work,
+                exit_code=exit_code,
+                output_tail=output_tail,
+            )
+            progress.journal_id = 0
+
+    def _failure_target(self, state: HostState, progress: Progress) -> HostState:
+        if state in (S.DRAINING, S.OUT_OF_POOL, S.SNAPSHOTTING):
+            return S.RESTORING  # nothing on the server changed yet: put it back as it was
+        if state in (S.UPDATING, S.CHECKING, S.RETURNING):
+            return S.REVERTING if progress.snapshot else S.FAILED_OUT
+        return S.FAILED_OUT  # the failure path itself failed: leave it out and say so
+
+    def _call(self, progress: Progress, fn: Callable[[], Any]) -> Any:
+        started = time.monotonic()
+        try:
+            return self.retry.call(fn)
+        finally:
+            progress.work += time.monotonic() - started
+
+    def _elapsed(self, progress: Progress) -> float:
+        return self.clock() - progress.since
+
+    # states
+    def _draining(self, p: Progress) -> Decision:
+        server = self.host.lb_server
+        if not p.entered:
+            self._call(p, lambda: self.adapters.lb.drain(server))
+            p.entered = True
+        state = self._call(p, lambda: self.adapters.lb.state(server))
+        if state.sessions == 0:
+            return Goto(S.OUT_OF_POOL, "no sessions left")
+        elapsed = self._elapsed(p)
+        if elapsed >= self.spec.drain_timeout:
+            if self.spec.drain_on_timeout == "force":
+                return Goto(S.OUT_OF_POOL, f"drain timeout: forcing with {state.sessions} sessions left")
+            return Fail(
+                f"{state.sessions} sessions still open after the drain timeout "
+                f"({self.spec.drain_timeout:g}s); server left in service, nothing changed"
+            )
+        p.detail = f"{state.sessions} sessions left"
+        delay = min(poll_delay(elapsed), self.spec.drain_timeout - elapsed)
+        return Wait(delay, work=delay)
+
+    def _out_of_pool(self, p: Progress) -> Decision:
+        self._call(p, lambda: self.adapters.lb.maint(self.host.lb_server))
+        nxt = S.SNAPSHOTTING if self.spec.snapshot_enabled else S.UPDATING
+        return Goto(nxt, "maint")
+
+    def _snapshotting(self, p: Progress) -> Decision:
+        snapshots = self.adapters.snapshots(self.host)
+        if snapshots is None:
+            return Goto(S.UPDATING, "no snapshot provider")
+        name = self.spec.snapshot_name
+        self._call(p, lambda: snapshots.create(self.host.domain, name, memory=self.spec.snapshot_memory))
+        p.snapshot = name
+        return Goto(S.UPDATING, f"snapshot {name} of {self.host.domain}")
+
+    def _updating(self, p: Progress) -> Decision:
+        if p.step_index >= len(self.host.steps):
+            return Goto(S.CHECKING, f"{len(self.host.steps)} steps done")
+        step = self.host.steps[p.step_index]
+        remote = self._call(p, lambda: self.adapters.remotes.get(self.host))
+        if step.kind == "upload":
+            assert step.src is not None
+            src = step.src
+            self._call(p, lambda: remote.upload(src, step.dest, mode=step.mode))
+            p.step_index += 1
+            return Next(step.label)
+        try:
+            result = remote.run(step.command, timeout=step.timeout)
+        except CommandTimeout as exc:
+            self.adapters.remotes.discard(self.host)
+            return Fail(str(exc))
+        p.work += result.duration
+        if not result.ok:
+            return Fail(
+                f"{step.label!r} exited {result.exit_code}: {result.tail(1)}",
+                result.exit_code,
+                result.tail(20),
+            )
+        p.step_index += 1
+        return Next(f"exit 0 in {result.duration:.2f}s", result.exit_code, result.tail(5))
+
+    def _probe_all(self, p: Progress, checks: list[CheckSpec]) -> tuple[bool, str]:
+        details = []
+        for spec in checks:
+            check = self.adapters.check(spec, self.host)
+            result: CheckResult = self._call(p, check.probe)
+            if not result.ok:
+                return False, f"{spec.label}: {result.detail}"
+            details.append(result.detail)
+        return True, "; ".join(details)
+
+    def _stabilize(self, p: Progress, checks: list[CheckSpec], done: Decision, failed: str) -> Decision:
+        ok, detail = self._probe_all(p, checks)
+        p.successes = p.successes + 1 if ok else 0
+        p.detail = detail
+        if p.successes >= self.spec.stabilize_successes:
+            return done
+        elapsed = self._elapsed(p)
+        if elapsed >= self.spec.stabilize_timeout:
+            return Fail(f"{failed} after {self.spec.stabilize_timeout:g}s: {detail}")
+        delay = min(self.spec.stabilize_interval, max(0.0, self.spec.stabilize_timeout - elapsed))
+        return Wait(delay, work=delay)
+
+    def _checking(self, p: Progress) -> Decision:
+        return self._stabilize(p, self.host.checks, Goto(S.RETURNING, "stable"), "checks did not pass")
+
+    def _wait_up(self, p: Progress, done: Goto, what: str) -> Decision:
+        server = self.host.lb_server
+        if not p.entered:
+            self._call(p, lambda: self.adapters.lb.ready(server))
+            p.entered = True
+        state = self._call(p, lambda: self.adapters.lb.state(server))
+        if state.up_after_check:
+            return done
+        elapsed = self._elapsed(p)
+        if elapsed >= self.spec.stabilize_timeout:
+            return Fail(
+                f"{what}: the load balancer still reports {state.status!r} after "
+                f"{self.spec.stabilize_timeout:g}s"
+            )
+        p.detail = f"load balancer says {state.status}"
+        delay = min(poll_delay(elapsed), self.spec.stabilize_timeout - elapsed)
+        return Wait(delay, work=delay)
+
+    def _returning(self, p: Progress) -> Decision:
+        decision = self._wait_up(p, Goto(S.SUCCEEDED, "UP"), "back in pool")
+        if isinstance(decision, Goto) and p.snapshot and self.spec.snapshot_retention == "delete_on_success":
+            snapshots = self.adapters.snapshots(self.host)
+            if snapshots is not None:
+                try:
+                    self._call(p, lambda: snapshots.delete(self.host.domain, p.snapshot))
+                    return Goto(S.SUCCEEDED, f"UP; snapshot {p.snapshot} deleted")
+                except OrchestratorError as exc:  # the host is fine; a leftover snapshot is only a warning
+                    return Goto(S.SUCCEEDED, f"UP; WARNING snapshot {p.snapshot} not deleted: {exc}")
+        return decision
+
+    def _reverting(self, p: Progress) -> Decision:
+        snapshots = self.adapters.snapshots(self.host)
+        if snapshots is None:
+            return Fail("no snapshot provider to revert with")
+        self._call(p, lambda: self.adapters.lb.maint(self.host.lb_server))
+        self._call(p, lambda: snapshots.revert(self.host.domain, p.snapshot))
+        # Sessions opened before the revert hang afterwards: reconnect.
+        self.adapters.remotes.discard(self.host)
+        p.reverted = True
+        return Goto(S.VERIFYING, f"reverted {self.host.domain} to {p.snapshot}")
+
+    def _verifying(self, p: Progress) -> Decision:
+        return self._stabilize(
+            p,
+            self.host.revert_checks,
+            Goto(S.RESTORING, "old version healthy"),
+            "the reverted server is still unhealthy; it stays OUT of the pool",
+        )
+
+    def _restoring(self, p: Progress) -> Decision:
+        final = S.ROLLED_BACK if p.reverted else S.FAILED
+        return self._wait_up(p, Goto(final, "back in pool on the old version"), "restore")

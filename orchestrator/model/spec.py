@@ -1,0 +1,100 @@
+"""A rollout fully resolved: every template rendered, every path absolute, every host's steps listed.
+
+This is what gets stored and handed to workers as JSON: a worker needs neither the playbook nor the
+inventory file, and what ran is exactly what `plan` showed.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict
+
+from orchestrator.adapters.remote.base import SSHTarget
+from orchestrator.model.inventory import CommandSnapshotConfig, HAProxyConfig, LibvirtConfig, NoSnapshots
+
+
+class Frozen(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SSHSpec(Frozen):
+    address: str
+    port: int
+    user: str
+    key_file: Path
+    known_hosts: Path
+    connect_timeout: float
+
+    def target(self, host: str) -> SSHTarget:
+        return SSHTarget(
+            host=host,
+            address=self.address,
+            port=self.port,
+            user=self.user,
+            key_file=self.key_file,
+            known_hosts=self.known_hosts,
+            connect_timeout=self.connect_timeout,
+        )
+
+
+class StepSpec(Frozen):
+    kind: Literal["run", "upload"]
+    label: str  # short, for progress lines and the journal
+    timeout: float
+    command: str = ""  # run
+    src: Path | None = None  # upload
+    dest: str = ""
+    mode: int | None = None
+
+
+class CheckSpec(Frozen):
+    kind: Literal["http", "tcp", "command"]
+    label: str
+    timeout: float
+    url: str = ""
+    status: int = 200
+    contains: str | None = None
+    json_fields: dict[str, Any] | None = None
+    address: str = ""
+    port: int = 0
+    command: str = ""
+
+
+class HostSpec(Frozen):
+    name: str
+    address: str
+    domain: str
+    lb_server: str
+    ssh: SSHSpec
+    steps: list[StepSpec]
+    checks: list[CheckSpec]
+    revert_checks: list[CheckSpec]
+    snapshot_commands: dict[str, str] = {}  # command snapshots: create / revert / delete, rendered
+
+
+class RolloutSpec(Frozen):
+    rollout_id: str
+    name: str
+    pool: str
+    playbook_path: Path
+    inventory_path: Path
+    batches: list[list[str]]
+    drain_timeout: float
+    drain_on_timeout: Literal["fail", "force"]
+    snapshot_enabled: bool
+    snapshot_memory: bool
+    snapshot_name: str
+    snapshot_retention: Literal["delete_on_success", "keep"]
+    snapshot_timeout: float
+    stabilize_interval: float
+    stabilize_successes: int
+    stabilize_timeout: float
+    on_failure: Literal["halt"]
+    loadbalancer: HAProxyConfig
+    hypervisor: LibvirtConfig | CommandSnapshotConfig | NoSnapshots
+    hosts: dict[str, HostSpec]
+
+    def host_order(self) -> list[str]:
+        return [h for batch in self.batches for h in batch]

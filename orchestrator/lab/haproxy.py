@@ -128,7 +128,7 @@ class HAProxyProcess:
         self.pidfile.unlink(missing_ok=True)
         with self.log_path.open("ab") as log:
             check = subprocess.run(
-                [HAPROXY, "-c", "-q", "-f", str(self.config_path)],
+                [HAPROXY, "-c", "-f", str(self.config_path)],
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=log,

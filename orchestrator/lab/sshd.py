@@ -88,6 +88,9 @@ class SshdProcess:
                 "MaxSessions 64",
                 "MaxStartups 64",
                 "Subsystem sftp internal-sftp",
+                # bash -c sources ~/.bashrc when run by sshd unless it believes it is a nested shell;
+                # root's .bashrc on our machines is slow (pyenv init: ~150 ms per command).
+                "SetEnv SHLVL=1",
                 "",
             ]
         )

@@ -12,8 +12,11 @@ import signal
 import socket
 import subprocess
 import time
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
+from orchestrator.adapters.remote.base import SSHTarget
 from orchestrator.errors import ConfigError
 
 SSHD = "/usr/sbin/sshd"
@@ -165,6 +168,40 @@ class SshdProcess:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+@dataclass(frozen=True)
+class LabHost:
+    sshd: SshdProcess
+    target: SSHTarget
+
+
+@contextlib.contextmanager
+def running_sshd(
+    workdir: Path, *, host: str, address: str, port: int = 0, user: str = "root"
+) -> Iterator[LabHost]:
+    """An sshd on address (a free port unless given) with a fresh client key and a known_hosts file
+    that trusts it: everything an SSHTarget needs. Stopped on exit."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    client_pub = generate_keypair(workdir / "client_key")
+    port = port or free_port(address)
+    sshd = SshdProcess(workdir / "sshd", address=address, port=port, authorized_keys=[client_pub])
+    known_hosts = workdir / "known_hosts"
+    known_hosts.write_text(sshd.known_hosts_line + "\n")
+    target = SSHTarget(
+        host=host,
+        address=address,
+        port=port,
+        user=user,
+        key_file=workdir / "client_key",
+        known_hosts=known_hosts,
+        connect_timeout=5.0,
+    )
+    try:
+        sshd.start()
+        yield LabHost(sshd, target)
+    finally:
+        sshd.stop()
 
 
 def _port_open(address: str, port: int) -> bool:

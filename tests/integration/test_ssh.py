@@ -16,7 +16,7 @@ import pytest
 from orchestrator.adapters.remote.base import SSHTarget
 from orchestrator.adapters.remote.ssh import OUTPUT_LIMIT, SSHPool, SSHRemote
 from orchestrator.errors import CommandTimeout, HostKeyError, RemoteError
-from orchestrator.lab.sshd import SshdProcess, free_port, generate_keypair
+from orchestrator.lab.sshd import SshdProcess, free_port, generate_keypair, running_sshd
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
@@ -33,25 +33,8 @@ class Lab:
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     workdir = tmp_path_factory.mktemp("ssh")
-    client_pub = generate_keypair(workdir / "client_key")
-    port = free_port(ADDRESS)
-    sshd = SshdProcess(workdir / "sshd", address=ADDRESS, port=port, authorized_keys=[client_pub])
-    known_hosts = workdir / "known_hosts"
-    known_hosts.write_text(sshd.known_hosts_line + "\n")
-    target = SSHTarget(
-        host="web1",
-        address=ADDRESS,
-        port=port,
-        user="root",
-        key_file=workdir / "client_key",
-        known_hosts=known_hosts,
-        connect_timeout=5.0,
-    )
-    sshd.start()
-    try:
-        yield Lab(sshd, target, workdir)
-    finally:
-        sshd.stop()
+    with running_sshd(workdir, host="web1", address=ADDRESS) as host:
+        yield Lab(host.sshd, host.target, workdir)
 
 
 @pytest.fixture

@@ -200,7 +200,7 @@ class HostPipeline:
 
     def _open_step(self, state: HostState, progress: Progress) -> None:
         progress.journal_id = 0
-        if state in TERMINAL:
+        if state in TERMINAL or (state is S.UPDATING and progress.step_index >= len(self.host.steps)):
             return
         name = STEP_NAMES[state]
         detail = ""

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 from typing import Protocol
 
 
-class AdminState(str, Enum):
+class AdminState(StrEnum):
     READY = "ready"
     DRAIN = "drain"
     MAINT = "maint"

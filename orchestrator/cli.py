@@ -1,0 +1,155 @@
+"""Command line. Exit codes: 0 done; 1 a host failed or was rolled back; 2 bad input or usage;
+3 refused (preflight); 4 a server was left out of its pool and needs a human."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+from rich.console import Console
+
+from orchestrator.config import load_settings
+from orchestrator.errors import OrchestratorError
+from orchestrator.model.states import HostState, RolloutState
+
+console = Console(highlight=False)
+err = Console(stderr=True, highlight=False)
+
+playbook_arg = click.argument("playbook", type=click.Path(path_type=Path, dir_okay=False))
+inventory_opt = click.option(
+    "-i",
+    "--inventory",
+    required=True,
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Inventory YAML file.",
+)
+hosts_opt = click.option(
+    "--hosts", default="", help="Comma-separated host names: only these (in pool order)."
+)
+
+
+def _hosts(value: str) -> tuple[str, ...]:
+    return tuple(h.strip() for h in value.split(",") if h.strip())
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def cli() -> None:
+    """Zero-downtime rolling updates of application servers behind a load balancer."""
+
+
+@cli.command()
+@playbook_arg
+@inventory_opt
+def validate(playbook: Path, inventory: Path) -> None:
+    """Check a playbook and inventory: schema, pool and hosts, files, templates. Touches nothing."""
+    from orchestrator.inputs import load_spec
+
+    spec = load_spec(playbook, inventory)
+    console.print(f"ok: {playbook} on pool {spec.pool}: {len(spec.hosts)} hosts, {len(spec.batches)} batches")
+
+
+@cli.command()
+@playbook_arg
+@inventory_opt
+@hosts_opt
+def plan(playbook: Path, inventory: Path, hosts: str) -> None:
+    """Show batches, order and every step each host will go through. No side effect."""
+    from orchestrator.inputs import load_spec
+    from orchestrator.report import plan_text
+
+    console.print(
+        plan_text(load_spec(playbook, inventory, hosts=_hosts(hosts))), markup=False, soft_wrap=True
+    )
+
+
+@cli.command()
+@playbook_arg
+@inventory_opt
+@hosts_opt
+def run(playbook: Path, inventory: Path, hosts: str) -> None:
+    """Run the rolling update; live progress per host and step, then a summary."""
+    from contextlib import AbstractContextManager, nullcontext
+
+    from orchestrator.engine.wiring import runtime
+    from orchestrator.inputs import load_spec, new_rollout_id, preflight
+    from orchestrator.report import summary, watch
+    from orchestrator.store.db import Store
+    from orchestrator.workflows.app import configure
+    from orchestrator.workflows.worker import InProcessWorker
+
+    settings = load_settings()
+    rollout_id = new_rollout_id()
+    spec = load_spec(playbook, inventory, rollout_id=rollout_id, hosts=_hosts(hosts))
+    for line in preflight(spec, runtime()):
+        console.print(f"  preflight {line}", markup=False, soft_wrap=True)
+    store = Store(settings.database_url)
+    store.create_rollout(spec)
+    worker: AbstractContextManager[object] = (
+        InProcessWorker(settings) if settings.in_process else nullcontext()
+    )
+    with worker:
+        configure(settings)
+        from orchestrator.workflows.tasks import start_rollout
+
+        start_rollout.delay(rollout_id)
+        where = "in-process worker" if settings.in_process else f"broker {_safe_url(settings.broker_url)}"
+        console.print(
+            f"rollout {rollout_id}: {spec.name} on pool {spec.pool} ({where})", markup=False, soft_wrap=True
+        )
+        final = watch(store, rollout_id, lambda line: console.print(line, markup=False, soft_wrap=True))
+    host_states = store.hosts(rollout_id)
+    summary(console, final, host_states, store.steps(rollout_id))
+    if any(h.state is HostState.FAILED_OUT for h in host_states):
+        sys.exit(4)
+    sys.exit(0 if final.state is RolloutState.SUCCEEDED else 1)
+
+
+@cli.command()
+@click.option("--concurrency", type=int, default=None, help="Worker threads/processes (default 4).")
+@click.option("--loglevel", default="INFO", show_default=True)
+def worker(concurrency: int | None, loglevel: str) -> None:
+    """Run a Celery worker for the broker in ORCH_BROKER_URL."""
+    from orchestrator.workflows.worker import run_worker
+
+    settings = load_settings()
+    if settings.broker_url is None:
+        raise click.UsageError("ORCH_BROKER_URL is not set; e.g. amqp://guest:guest@127.0.0.1:5672//")
+    run_worker(settings, concurrency=concurrency, loglevel=loglevel)
+
+
+def _safe_url(url: str | None) -> str:
+    """A broker URL without its password, for printing."""
+    if not url or "@" not in url:
+        return url or ""
+    scheme, _, rest = url.partition("://")
+    creds, _, host = rest.rpartition("@")
+    user = creds.split(":", 1)[0]
+    return f"{scheme}://{user}:***@{host}"
+
+
+def _attach_lab() -> None:
+    try:
+        from orchestrator.lab.cli import lab  # type: ignore[import-not-found,unused-ignore]
+    except ImportError:  # the lab is optional tooling; the orchestrator works without it
+        return
+    cli.add_command(lab)
+
+
+_attach_lab()
+
+
+def main() -> None:
+    try:
+        cli.main(standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except click.exceptions.Abort:
+        err.print("aborted")
+        sys.exit(130)
+    except OrchestratorError as exc:
+        err.print(f"error: {exc}", markup=False)
+        sys.exit(exc.exit_code)

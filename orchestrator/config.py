@@ -1,0 +1,43 @@
+"""Settings, merged once: defaults -> ORCH_* environment -> command line. Adapters never read the
+environment; they get what they need from here through their constructors."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from orchestrator.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Settings:
+    home: Path
+    database_url: str
+    broker_url: str | None  # None: run an in-process worker over an in-memory broker
+    worker_concurrency: int = 4
+
+    @property
+    def in_process(self) -> bool:
+        return self.broker_url is None
+
+
+def load_settings(env: Mapping[str, str] | None = None, **overrides: object) -> Settings:
+    env = os.environ if env is None else env
+    home = Path(env.get("ORCH_HOME") or Path.home() / ".local/state/orchestrator")
+    database_url = env.get("ORCH_DATABASE_URL") or f"sqlite:///{home / 'orchestrator.db'}"
+    broker_url = env.get("ORCH_BROKER_URL") or None
+    try:
+        concurrency = int(env.get("ORCH_WORKER_CONCURRENCY", "4"))
+    except ValueError:
+        raise ConfigError(
+            f"ORCH_WORKER_CONCURRENCY={env['ORCH_WORKER_CONCURRENCY']!r} is not a number; e.g. 4"
+        ) from None
+    settings = Settings(
+        home=home, database_url=database_url, broker_url=broker_url, worker_concurrency=concurrency
+    )
+    settings = replace(settings, **{k: v for k, v in overrides.items() if v is not None})  # type: ignore[arg-type]
+    if settings.database_url.startswith("sqlite:///"):
+        Path(settings.database_url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    return settings

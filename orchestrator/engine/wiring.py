@@ -1,0 +1,105 @@
+"""Builds the adapters a rollout's spec names, once per process, and keeps them for reuse.
+
+A worker process serves many ticks of many hosts; reconnecting to HAProxy is free but SSH costs ~60 ms
+and libvirt a few, so connections live here for the life of the process.
+"""
+
+from __future__ import annotations
+
+import threading
+
+from orchestrator.adapters.checks.base import Check
+from orchestrator.adapters.checks.command import CommandCheck
+from orchestrator.adapters.checks.http import HTTPCheck
+from orchestrator.adapters.checks.tcp import TCPCheck
+from orchestrator.adapters.hypervisors.base import Snapshots
+from orchestrator.adapters.hypervisors.command import CommandSnapshots
+from orchestrator.adapters.hypervisors.libvirt import LibvirtSnapshots
+from orchestrator.adapters.loadbalancers.haproxy import HAProxy
+from orchestrator.adapters.remote.base import Remote
+from orchestrator.adapters.remote.ssh import SSHPool
+from orchestrator.engine.pipeline import Adapters
+from orchestrator.model.inventory import CommandSnapshotConfig, HAProxyConfig, LibvirtConfig
+from orchestrator.model.spec import CheckSpec, HostSpec, RolloutSpec
+
+
+class Remotes:
+    """The pipeline's view of the SSH pool: by host spec."""
+
+    def __init__(self, pool: SSHPool) -> None:
+        self._pool = pool
+
+    def get(self, host: HostSpec) -> Remote:
+        return self._pool.get(host.ssh.target(host.name))
+
+    def discard(self, host: HostSpec) -> None:
+        self._pool.discard(host.ssh.target(host.name))
+
+
+class Runtime:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._lbs: dict[HAProxyConfig, HAProxy] = {}
+        self._libvirt: dict[str, LibvirtSnapshots] = {}
+        self.ssh = SSHPool()
+        self.remotes = Remotes(self.ssh)
+
+    def loadbalancer(self, config: HAProxyConfig) -> HAProxy:
+        with self._lock:
+            return self._lbs.setdefault(config, HAProxy(config))
+
+    def _libvirt_for(self, uri: str) -> LibvirtSnapshots:
+        with self._lock:
+            return self._libvirt.setdefault(uri, LibvirtSnapshots(uri))
+
+    def snapshots(self, spec: RolloutSpec, host: HostSpec) -> Snapshots | None:
+        hypervisor = spec.hypervisor
+        if isinstance(hypervisor, LibvirtConfig):
+            return self._libvirt_for(hypervisor.uri)
+        if isinstance(hypervisor, CommandSnapshotConfig):
+            return CommandSnapshots(
+                lambda: self.remotes.get(host), host.snapshot_commands, timeout=hypervisor.timeout
+            )
+        return None
+
+    def check(self, spec: CheckSpec, host: HostSpec) -> Check:
+        if spec.kind == "http":
+            return HTTPCheck(
+                spec.url,
+                name=spec.label,
+                status=spec.status,
+                contains=spec.contains,
+                json=spec.json_fields,
+                timeout=spec.timeout,
+            )
+        if spec.kind == "tcp":
+            return TCPCheck(spec.address, spec.port, name=spec.label, timeout=spec.timeout)
+        return CommandCheck(
+            lambda: self.remotes.get(host), spec.command, name=spec.label, timeout=spec.timeout
+        )
+
+    def adapters(self, spec: RolloutSpec) -> Adapters:
+        return Adapters(
+            lb=self.loadbalancer(spec.loadbalancer),
+            snapshots=lambda host: self.snapshots(spec, host),
+            remotes=self.remotes,
+            check=self.check,
+        )
+
+    def close(self) -> None:
+        self.ssh.close_all()
+        for snapshots in self._libvirt.values():
+            snapshots.close()
+
+
+_runtime: Runtime | None = None
+_runtime_lock = threading.Lock()
+
+
+def runtime() -> Runtime:
+    """This process's runtime (created on first use)."""
+    global _runtime
+    with _runtime_lock:
+        if _runtime is None:
+            _runtime = Runtime()
+        return _runtime

@@ -276,3 +276,23 @@ def test_session_sshd_killed_from_outside_mid_command(lab: Lab, tmp_path: Path) 
         _kill_pid_in(pid_file)
         remote.close()
         worker.join(timeout=30)
+
+
+def test_hung_connection_fails_fast_and_pool_reconnects(lab: Lab) -> None:
+    # A frozen per-connection sshd looks like a VM reverted under an open session: nothing answers.
+    target = dataclasses.replace(lab.target, connect_timeout=0.5)
+    with SSHPool() as pool:
+        remote = pool.get(target)
+        session_pid = int(remote.run("echo $PPID", timeout=10).stdout)
+        os.kill(session_pid, signal.SIGSTOP)
+        try:
+            with pytest.raises(RemoteError) as info:
+                remote.run("true", timeout=10)
+            assert info.value.transient and "did not start" in str(info.value)
+            assert not remote.is_active()
+            fresh = pool.get(target)
+            assert fresh is not remote
+            assert fresh.run("echo fresh", timeout=10).stdout == "fresh\n"
+        finally:
+            os.kill(session_pid, signal.SIGKILL)
+            os.kill(session_pid, signal.SIGCONT)

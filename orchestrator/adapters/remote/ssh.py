@@ -133,10 +133,13 @@ class SSHRemote:
                 auth_timeout=target.connect_timeout,
                 channel_timeout=target.connect_timeout,
             )
-        except BaseException as exc:
+        except Exception as exc:
             handshake_done = _handshake_done(client)
             client.close()
             raise _connect_error(target, where, exc, handshake_done) from exc
+        except BaseException:
+            client.close()
+            raise
         log.debug("ssh %s: connected in %.3f s", where, time.monotonic() - started)
         return cls(target, client)
 
@@ -158,12 +161,13 @@ class SSHRemote:
         try:
             chan = transport.open_session(timeout=max(0.01, min(timeout, self.target.connect_timeout)))
         except (paramiko.SSHException, OSError, EOFError) as exc:
-            # A connection that cannot open a channel is hung (e.g. the VM was reverted): drop it
-            # so that the pool reconnects.
-            self.close()
+            # The server refusing a channel (e.g. MaxSessions) leaves a working connection; any other
+            # failure means it is hung (e.g. the VM was reverted): drop it so that the pool reconnects.
+            if not isinstance(exc, paramiko.ChannelException):
+                self.close()
             raise RemoteError(
                 f"cannot run {what}: opening an SSH channel failed ({_describe(exc)}); "
-                "the command did not start and the connection was closed",
+                "the command did not start",
                 host=self.target.host,
                 transient=True,
             ) from exc

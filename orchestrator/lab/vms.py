@@ -131,8 +131,11 @@ class Libvirtd:
             conn.close()
 
     def stop(self) -> None:
+        pids = set(our_libvirtds(self.root))
         pid = self.pid()
         if pid is not None:
+            pids.add(pid)
+        for pid in sorted(pids):
             _terminate(pid, "libvirtd")
         self.pidfile.unlink(missing_ok=True)
         self.socket.unlink(missing_ok=True)
@@ -276,8 +279,12 @@ def remove_domains(conn: Any) -> None:
 
 def stray_qemus(lab_dir: Path) -> list[int]:
     """QEMU processes still running one of our disks (a libvirtd that died leaves them behind)."""
+    return _find(str(lab_dir / "vms").encode(), b"qemu-system", "qemu")
+
+
+def _find(marker: bytes, program: bytes, comm_prefix: str) -> list[int]:
+    """Live processes whose argv[0] names ``program`` and whose command line mentions ``marker``."""
     pids = []
-    marker = str(lab_dir / "vms").encode()
     for proc in Path("/proc").iterdir():
         if not proc.name.isdigit():
             continue
@@ -285,13 +292,15 @@ def stray_qemus(lab_dir: Path) -> list[int]:
             cmdline = (proc / "cmdline").read_bytes()
         except OSError:
             continue
-        if (
-            cmdline.startswith(b"/usr/bin/qemu-system")
-            and marker in cmdline
-            and _alive(int(proc.name), "qemu")
-        ):
+        argv0 = cmdline.split(b"\0", 1)[0]
+        if program in argv0 and marker in cmdline and _alive(int(proc.name), comm_prefix):
             pids.append(int(proc.name))
     return pids
+
+
+def our_libvirtds(root: Path) -> list[int]:
+    """libvirtd processes started with a config under ``root`` (found even if the pidfile is gone)."""
+    return _find(str(root).encode(), b"libvirtd", "libvirtd")
 
 
 def kill_strays(lab_dir: Path) -> None:

@@ -17,6 +17,7 @@ class Settings:
     database_url: str
     broker_url: str | None  # None: run an in-process worker over an in-memory broker
     worker_concurrency: int = 4
+    queue: str = "orchestrator"  # the broker queue workers consume; separate farms use separate queues
 
     @property
     def in_process(self) -> bool:

@@ -19,7 +19,9 @@ from orchestrator.lab.sshd import SshdProcess, free_port, generate_keypair
 
 SNAPSHOT_COMMANDS = {
     "type": "command",
-    "create": "tar -C {{ vars.app_dir }} -czf {{ vars.app_dir }}/../snapshot-{{ snapshot }}.tgz releases current",
+    "create": (
+        "tar -C {{ vars.app_dir }} -czf {{ vars.app_dir }}/../snapshot-{{ snapshot }}.tgz releases current"
+    ),
     "revert": (
         "{{ vars.app_dir }}/bin/appctl stop && rm -rf {{ vars.app_dir }}/releases {{ vars.app_dir }}/current"
         " && tar -C {{ vars.app_dir }} -xzf {{ vars.app_dir }}/../snapshot-{{ snapshot }}.tgz"
@@ -47,7 +49,7 @@ class LoopbackFarm:
             FarmHost(f"host{i}", f"{subnet}.{10 + i}", 8080, workdir / f"host{i}" / "app")
             for i in range(1, hosts + 1)
         ]
-        self.ssh_port = 2222
+        self.ssh_port = free_port(self.hosts[0].address)
         self.frontend_port = free_port("127.0.0.1")
         self.haproxy = HAProxyProcess(
             workdir / "haproxy",

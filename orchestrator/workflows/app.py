@@ -30,6 +30,7 @@ def configure(settings: Settings) -> Celery:
         worker_redirect_stdouts=False,
         # The in-memory transport polls; the default of 1 s would add a second to every step.
         broker_transport_options={"polling_interval": 0.005} if broker.startswith("memory") else {},
+        task_default_queue=settings.queue,
         orch_database_url=settings.database_url,
     )
     app.set_current()

@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 
 import pydantic
 import yaml
+from yaml.constructor import SafeConstructor
 
 from orchestrator.errors import InputError
 
@@ -36,12 +37,18 @@ class LineMap:
         return f"{self.path}:{self.line(loc)}"
 
 
+def _scalar(node: yaml.Node) -> Any:
+    # Built straight from the node, as safe_load would: a serialize/re-parse round trip fails on an
+    # empty value (`hosts:` with nothing after it), which must be a schema error, not a traceback.
+    return SafeConstructor().construct_object(node, deep=True)
+
+
 def _walk(node: yaml.Node, loc: Loc, lines: dict[Loc, int]) -> Any:
     lines[loc] = node.start_mark.line + 1
     if isinstance(node, yaml.MappingNode):
         result: dict[Any, Any] = {}
         for key_node, value_node in node.value:
-            key = yaml.safe_load(yaml.serialize(key_node))
+            key = _scalar(key_node)
             if key in result:
                 raise InputError(
                     f"?:{key_node.start_mark.line + 1}", f"duplicate key {key!r}", "each key once"
@@ -51,7 +58,7 @@ def _walk(node: yaml.Node, loc: Loc, lines: dict[Loc, int]) -> Any:
         return result
     if isinstance(node, yaml.SequenceNode):
         return [_walk(child, (*loc, i), lines) for i, child in enumerate(node.value)]
-    return yaml.safe_load(yaml.serialize(node))
+    return _scalar(node)
 
 
 def load_yaml(path: Path) -> tuple[Any, LineMap]:

@@ -26,7 +26,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
 from orchestrator.model.yamlfile import LineMap, load, parse_duration
 
@@ -116,7 +116,22 @@ class RunStep(Strict):
     _dur = field_validator("timeout", mode="before")(_seconds)
 
 
-Step = RunStep | UploadStep
+def _one_of(what: str, *kinds: str) -> BeforeValidator:
+    """Name the offending item's kind instead of pydantic's union noise. Checked per item, so the
+    error's location (and so its line in the file) is the item itself."""
+
+    def check(item: Any) -> Any:
+        if isinstance(item, BaseModel) or (isinstance(item, dict) and any(k in item for k in kinds)):
+            return item
+        found = f"keys: {', '.join(map(str, item))}" if isinstance(item, dict) else repr(item)
+        raise ValueError(
+            f"unknown {what} kind ({found}); a {what} is a mapping with one of: {', '.join(kinds)}"
+        )
+
+    return BeforeValidator(check)
+
+
+Step = Annotated[RunStep | UploadStep, _one_of("step", "run", "upload")]
 
 
 class HttpCheckSpec(Strict):
@@ -157,7 +172,7 @@ class CommandCheck(Strict):
     command: CommandCheckSpec
 
 
-CheckSpec = HttpCheck | TcpCheck | CommandCheck
+CheckSpec = Annotated[HttpCheck | TcpCheck | CommandCheck, _one_of("check", "http", "tcp", "command")]
 
 
 class Stabilize(Strict):
@@ -189,19 +204,6 @@ class Playbook(Strict):
     stabilize: Stabilize = Stabilize()
     revert_checks: list[CheckSpec] | None = None
     vars: dict[str, Any] = {}
-
-    @model_validator(mode="before")
-    @classmethod
-    def _step_kinds(cls, data: Any) -> Any:
-        """Name the offending step's kind instead of pydantic's union noise."""
-        if isinstance(data, dict):
-            for key, kinds in (("update", ("run", "upload")), ("checks", ("http", "tcp", "command"))):
-                for i, item in enumerate(data.get(key) or []):
-                    if not isinstance(item, dict) or not any(k in item for k in kinds):
-                        raise ValueError(
-                            f"{key}[{i}] is not a known step; a mapping with one of: {', '.join(kinds)}"
-                        )
-        return data
 
     def old_version_checks(self) -> list[CheckSpec]:
         """Checks the old version must pass after a revert.

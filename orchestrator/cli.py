@@ -13,7 +13,8 @@ from orchestrator.config import load_settings
 from orchestrator.errors import OrchestratorError
 from orchestrator.model.states import HostState, RolloutState
 
-console = Console(highlight=False)
+# Logs and CI are not terminals; 80 columns would fold every progress line.
+console = Console(highlight=False, width=None if sys.stdout.isatty() else 120)
 err = Console(stderr=True, highlight=False)
 
 playbook_arg = click.argument("playbook", type=click.Path(path_type=Path, dir_okay=False))
@@ -69,37 +70,16 @@ def plan(playbook: Path, inventory: Path, hosts: str) -> None:
 @hosts_opt
 def run(playbook: Path, inventory: Path, hosts: str) -> None:
     """Run the rolling update; live progress per host and step, then a summary."""
-    from contextlib import AbstractContextManager, nullcontext
-
-    from orchestrator.engine.wiring import runtime
-    from orchestrator.inputs import load_spec, new_rollout_id, preflight
-    from orchestrator.report import summary, watch
-    from orchestrator.store.db import Store
-    from orchestrator.workflows.app import configure
-    from orchestrator.workflows.worker import InProcessWorker
+    from orchestrator.inputs import load_spec, new_rollout_id
+    from orchestrator.launch import execute
+    from orchestrator.report import summary
 
     settings = load_settings()
-    rollout_id = new_rollout_id()
-    spec = load_spec(playbook, inventory, rollout_id=rollout_id, hosts=_hosts(hosts))
-    for line in preflight(spec, runtime()):
-        console.print(f"  preflight {line}", markup=False, soft_wrap=True)
-    store = Store(settings.database_url)
-    store.create_rollout(spec)
-    worker: AbstractContextManager[object] = (
-        InProcessWorker(settings) if settings.in_process else nullcontext()
+    spec = load_spec(playbook, inventory, rollout_id=new_rollout_id(), hosts=_hosts(hosts))
+    final, host_states, steps = execute(
+        spec, settings, lambda line: console.print(line, markup=False, soft_wrap=True)
     )
-    with worker:
-        configure(settings)
-        from orchestrator.workflows.tasks import start_rollout
-
-        start_rollout.delay(rollout_id)
-        where = "in-process worker" if settings.in_process else f"broker {_safe_url(settings.broker_url)}"
-        console.print(
-            f"rollout {rollout_id}: {spec.name} on pool {spec.pool} ({where})", markup=False, soft_wrap=True
-        )
-        final = watch(store, rollout_id, lambda line: console.print(line, markup=False, soft_wrap=True))
-    host_states = store.hosts(rollout_id)
-    summary(console, final, host_states, store.steps(rollout_id))
+    summary(console, final, host_states, steps)
     if any(h.state is HostState.FAILED_OUT for h in host_states):
         sys.exit(4)
     sys.exit(0 if final.state is RolloutState.SUCCEEDED else 1)
@@ -118,14 +98,15 @@ def worker(concurrency: int | None, loglevel: str) -> None:
     run_worker(settings, concurrency=concurrency, loglevel=loglevel)
 
 
-def _safe_url(url: str | None) -> str:
-    """A broker URL without its password, for printing."""
-    if not url or "@" not in url:
-        return url or ""
-    scheme, _, rest = url.partition("://")
-    creds, _, host = rest.rpartition("@")
-    user = creds.split(":", 1)[0]
-    return f"{scheme}://{user}:***@{host}"
+@cli.command()
+@click.option(
+    "--hosts", "count", type=click.IntRange(2, 8), default=4, show_default=True, help="How many hosts."
+)
+def demo(count: int) -> None:
+    """A real rolling update under live traffic, a broken release reverted, and a no-drain control."""
+    from orchestrator.lab.demo import loopback_demo
+
+    sys.exit(loopback_demo(console, hosts=count))
 
 
 def _attach_lab() -> None:
@@ -151,5 +132,5 @@ def main() -> None:
         err.print("aborted")
         sys.exit(130)
     except OrchestratorError as exc:
-        err.print(f"error: {exc}", markup=False)
+        err.print(f"error: {exc}", markup=False, emoji=False, soft_wrap=True)
         sys.exit(exc.exit_code)

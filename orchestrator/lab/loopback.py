@@ -8,14 +8,17 @@ on loopback and by `orchestrator demo --loopback`.
 from __future__ import annotations
 
 import shutil
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
 
+from orchestrator.adapters.loadbalancers.haproxy import HAProxy
 from orchestrator.lab.app import appctl, build_app, install_app_dir, make_artifact
 from orchestrator.lab.haproxy import HAProxyProcess, Server
 from orchestrator.lab.sshd import SshdProcess, free_port, generate_keypair
+from orchestrator.model.inventory import HAProxyConfig
 
 SNAPSHOT_COMMANDS = {
     "type": "command",
@@ -146,6 +149,22 @@ class LoopbackFarm:
                 done.stdout.strip() if done.returncode == 0 else f"down: {done.stderr.strip()}"
             )
         return result
+
+    def reset(self, version: str = "1", timeout: float = 30.0) -> None:
+        """Every host back on ``version`` and in service, as before a rollout."""
+        for host in self.hosts:
+            current = host.app_dir / "current"
+            current.unlink()
+            current.symlink_to(f"releases/{version}")
+            done = appctl(host.app_dir, "restart")
+            if done.returncode != 0:
+                raise RuntimeError(f"app on {host.name} did not restart: {done.stderr.strip()}")
+        lb = HAProxy(HAProxyConfig(socket=self.haproxy.socket_path, backend="app"))
+        deadline = time.monotonic() + timeout
+        while not all(s.up_after_check for s in lb.servers()):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"not every server came back UP within {timeout:g}s: {lb.servers()}")
+            time.sleep(0.1)
 
     def stop(self) -> None:
         self.haproxy.stop()

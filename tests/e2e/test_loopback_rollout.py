@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from orchestrator.lab.loopback import LoopbackFarm
-from tests.e2e.loopback_harness import cli, naive_update, under_load
+from orchestrator.lab.measure import naive_update, under_load
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 
@@ -40,6 +40,19 @@ def env(tmp_path: Path) -> dict[str, str]:
     }
 
 
+def cli(args: list[str], env: dict[str, str], *, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    """The CLI exactly as a user runs it."""
+    return subprocess.run(
+        [sys.executable, "-m", "orchestrator", *args],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+        check=False,
+    )
+
+
 def report(title: str, text: str) -> None:
     """Figures go into the test output whatever pytest captures."""
     sys.__stdout__.write(f"\n[{title}] {text}\n")
@@ -55,14 +68,14 @@ def test_rolling_update_loses_no_request_and_the_control_shows_it_could(
     control_farm = LoopbackFarm(tmp_path / "control", hosts=3, subnet="127.78.0")
     control_farm.start()
     try:
-        with under_load(control_farm) as control_figures:
-            naive_update(control_farm, playbook)
+        with under_load(control_farm.url, control_farm.haproxy.socket_path) as control_figures:
+            naive_update(control_farm.inventory, playbook)
         control = control_figures()
     finally:
         control_farm.stop()
     report("negative control, no drain", control.load.summary())
 
-    with under_load(farm) as figures:
+    with under_load(farm.url, farm.haproxy.socket_path) as figures:
         done = cli(["run", str(playbook), "-i", str(farm.inventory)], env)
     rollout = figures()
     report(
@@ -111,7 +124,7 @@ def test_update_that_breaks_host2_is_reverted_and_halts_on_a_separate_worker(
         start_new_session=True,
     )
     try:
-        with under_load(farm) as figures:
+        with under_load(farm.url, farm.haproxy.socket_path) as figures:
             done = cli(["run", str(playbook), "-i", str(farm.inventory)], worker_env)
         measured = figures()
     finally:

@@ -96,9 +96,7 @@ def run_demo(console: Console, target: Target, pool_size: int, reset: Callable[[
     """The three acts; ``reset`` puts every host back on v1 before the control."""
     acts = [
         _rollout(console, target, target.upgrade, "1. rolling update v1 -> v2", "v1 -> v2"),
-        _rollout(
-            console, target, target.broken, "2. broken release v3: first host fails its checks", "v3 broken"
-        ),
+        _rollout(console, target, target.broken, "2. broken release v3: the first host fails", "v3 broken"),
     ]
     reset()
     acts.append(_control(console, target, "3. negative control: v1 -> v2 WITHOUT draining", "no drain"))
@@ -106,9 +104,7 @@ def run_demo(console: Console, target: Target, pool_size: int, reset: Callable[[
     console.print(figures_table(acts, pool_size))
     ok = acts[0].measured.load.failed == 0 and acts[1].measured.load.failed == 0
     seen = acts[2].measured.load.failed > 0
-    verdict = (
-        "the measurement can see downtime" if seen else "[red]none seen: the figures above prove less[/]"
-    )
+    verdict = "the measurement can see downtime" if seen else "[red]none seen: this proves less[/]"
     console.print(
         f"Rollouts: {'0 failed client requests' if ok else '[red]client requests FAILED[/]'}. "
         f"Control without draining: {acts[2].measured.load.failed} failed ({verdict})."

@@ -16,6 +16,7 @@ import paramiko
 import pytest
 
 from orchestrator.adapters.loadbalancers.haproxy_parse import parse_stat
+from orchestrator.errors import ConfigError
 from orchestrator.lab import lab, network, vms
 from orchestrator.model.inventory import load_inventory
 
@@ -189,3 +190,18 @@ def _process_alive(pid: int) -> bool:
     except OSError:
         return False
     return stat[stat.rfind(")") + 2 :].split(" ", 1)[0] not in ("Z", "X")
+
+
+def test_a_lab_that_cannot_start_says_why_and_leaves_nothing(
+    info: lab.LabInfo, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    lab.down()
+    monkeypatch.setattr(lab, "BOOT_TIMEOUT", 0.5)  # no guest boots that fast: up must give up
+    with pytest.raises(ConfigError) as err:
+        lab.up(1)
+    message = str(err.value)
+    assert "lab-vm1" in message and "console" in message and "did not answer SSH" in message
+    assert lab.status() is None
+    assert network.our_links() == []
+    assert vms.stray_qemus(info.lab_dir) == []
+    assert vms.our_libvirtds(info.lab_dir) == []

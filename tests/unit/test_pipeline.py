@@ -1,0 +1,403 @@
+"""The host pipeline on fakes: which states it walks, and what it asks the LB, hypervisor and host to do.
+
+A fake clock moves by every delay the pipeline asks for; nothing sleeps.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from orchestrator.engine.pipeline import STEP_NAMES, HostPipeline, Progress, poll_delay
+from orchestrator.errors import HypervisorError, LoadBalancerError, RemoteError
+from orchestrator.model.states import TERMINAL, TRANSITIONS, HostState
+from tests.unit.fakes import Rig, rig, rollout_spec
+
+S = HostState
+W = "web1"
+DRAIN, MAINT, READY = ("drain", W), ("maint", W), ("ready", W)
+CREATE = ("create", "web1-vm", "orch-R1")
+DELETE = ("delete", "web1-vm", "orch-R1")
+REVERT = ("revert", "web1-vm", "orch-R1")
+HAPPY = [S.DRAINING, S.OUT_OF_POOL, S.SNAPSHOTTING, S.UPDATING, S.CHECKING, S.RETURNING, S.SUCCEEDED]
+UPDATED = [S.DRAINING, S.OUT_OF_POOL, S.SNAPSHOTTING, S.UPDATING]
+BACK = [S.REVERTING, S.VERIFYING, S.RESTORING, S.ROLLED_BACK]
+
+
+def test_happy_path_drains_snapshots_updates_checks_returns_and_deletes_the_snapshot() -> None:
+    r = rig()
+    state, progress = r.drive()
+    assert state is S.SUCCEEDED
+    assert r.journal.states() == HAPPY
+    assert r.lb.calls == [DRAIN, MAINT, READY]
+    assert r.snaps.calls == [CREATE, DELETE]
+    assert r.snaps.memory == [True]
+    assert r.snaps.list("web1-vm") == []
+    assert r.remotes.uploads == [(W, Path("/a/app.tgz"), "/tmp/a", None)]
+    assert r.remotes.commands == [(W, "/opt/app/bin/install /tmp/a")]
+    assert r.checks.probes == ["http new"] * 3  # stabilize_successes
+    assert r.remotes.discarded == []
+    assert r.journal.outcomes() == [
+        ("drain", "ok"),
+        ("maint", "ok"),
+        ("snapshot", "ok"),
+        ("update[0]", "ok"),
+        ("update[1]", "ok"),
+        ("checks", "ok"),
+        ("return", "ok"),
+    ]
+    assert progress.error == ""
+    assert "deleted" in r.journal.steps[-1].detail
+
+
+def test_retention_keep_leaves_the_snapshot() -> None:
+    r = rig(rollout_spec(snapshot_retention="keep"))
+    assert r.drive()[0] is S.SUCCEEDED
+    assert r.snaps.calls == [CREATE]
+    assert r.snaps.list("web1-vm") == ["orch-R1"]
+
+
+def test_snapshot_memory_flag_is_passed_on() -> None:
+    r = rig(rollout_spec(snapshot_memory=False))
+    assert r.drive()[0] is S.SUCCEEDED
+    assert r.snaps.memory == [False]
+
+
+def test_drain_waits_while_sessions_remain_then_goes_on() -> None:
+    r = rig()
+    r.lb.sessions[W] = 4
+    state, progress, delay = r.pipeline.advance(S.PENDING, Progress())
+    assert state is S.DRAINING
+    assert delay is not None and 0 < delay <= 1.0
+    assert r.lb.calls == [DRAIN]
+    assert progress.detail == "4 sessions left"
+    r.clock.advance(delay)
+    state, progress, delay = r.pipeline.advance(state, progress)  # still 4: wait again, no new drain
+    assert (state, r.lb.calls) == (S.DRAINING, [DRAIN])
+    assert delay is not None
+    r.lb.sessions[W] = 0
+    r.clock.advance(delay)
+    state, _ = r.drive(state, progress)
+    assert state is S.SUCCEEDED
+    assert r.lb.calls == [DRAIN, MAINT, READY]
+
+
+def test_drain_delay_never_overshoots_the_timeout() -> None:
+    r = rig(rollout_spec(drain_timeout=0.5))
+    r.lb.sessions[W] = 1
+    state, progress = S.PENDING, Progress()
+    total = 0.0
+    while True:
+        state, progress, delay = r.pipeline.advance(state, progress)
+        if delay is None:
+            break
+        total += delay
+        r.clock.advance(delay)
+    assert state is S.FAILED
+    assert total == pytest.approx(0.5)
+
+
+@pytest.mark.parametrize(
+    ("elapsed", "delay"), [(0.0, 0.02), (0.1, 0.02), (0.5, 0.05), (5.0, 0.5), (10.0, 1.0), (3600.0, 1.0)]
+)
+def test_poll_delay_starts_fast_and_backs_off_to_one_second(elapsed: float, delay: float) -> None:
+    assert poll_delay(elapsed) == pytest.approx(delay)
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    setup: Callable[[Rig], None]
+    final: HostState
+    path: list[HostState]
+    lb: list[tuple[str, str]]
+    snaps: list[tuple[str, str, str]]
+    spec: dict[str, Any] = field(default_factory=dict)
+    snapshots: bool = True
+    discarded: int = 0
+
+
+def _sessions_stay(r: Rig) -> None:
+    r.lb.sessions[W] = 3
+
+
+def _install_exits(code: int | str) -> Callable[[Rig], None]:
+    def setup(r: Rig) -> None:
+        r.remotes.outcomes["install"] = code
+
+    return setup
+
+
+def _unhealthy(*labels: str) -> Callable[[Rig], None]:
+    def setup(r: Rig) -> None:
+        for label in labels:
+            r.checks.healthy[label] = False
+
+    return setup
+
+
+def _lb_statuses(*statuses: str) -> Callable[[Rig], None]:
+    def setup(r: Rig) -> None:
+        r.lb.statuses_after_ready = list(statuses)
+
+    return setup
+
+
+def _snapshot_error(method: str) -> Callable[[Rig], None]:
+    def setup(r: Rig) -> None:
+        r.snaps.errors[method] = [HypervisorError(f"{method} refused", domain="web1-vm")]
+
+    return setup
+
+
+def _both(*setups: Callable[[Rig], None]) -> Callable[[Rig], None]:
+    def setup(r: Rig) -> None:
+        for one in setups:
+            one(r)
+
+    return setup
+
+
+SCENARIOS = [
+    Scenario(
+        "drain timeout: back in service, nothing changed",
+        _sessions_stay,
+        S.FAILED,
+        [S.DRAINING, S.RESTORING, S.FAILED],
+        [DRAIN, READY],
+        [],
+    ),
+    Scenario(
+        "drain timeout with on_timeout force: goes on",
+        _sessions_stay,
+        S.SUCCEEDED,
+        HAPPY,
+        [DRAIN, MAINT, READY],
+        [CREATE, DELETE],
+        spec={"drain_on_timeout": "force"},
+    ),
+    Scenario(
+        "update exits 1: reverted, checked, returned",
+        _install_exits(1),
+        S.ROLLED_BACK,
+        UPDATED + BACK,
+        [DRAIN, MAINT, MAINT, READY],
+        [CREATE, REVERT],
+        discarded=1,
+    ),
+    Scenario(
+        "update times out: connection dropped, reverted",
+        _install_exits("timeout"),
+        S.ROLLED_BACK,
+        UPDATED + BACK,
+        [DRAIN, MAINT, MAINT, READY],
+        [CREATE, REVERT],
+        discarded=2,
+    ),
+    Scenario(
+        "new version never stable: reverted",
+        _unhealthy("http new"),
+        S.ROLLED_BACK,
+        [*UPDATED, S.CHECKING, *BACK],
+        [DRAIN, MAINT, MAINT, READY],
+        [CREATE, REVERT],
+        discarded=1,
+    ),
+    Scenario(
+        "reverted server still unhealthy: left OUT, never set ready",
+        _unhealthy("http new", "http old"),
+        S.FAILED_OUT,
+        [*UPDATED, S.CHECKING, S.REVERTING, S.VERIFYING, S.FAILED_OUT],
+        [DRAIN, MAINT, MAINT],
+        [CREATE, REVERT],
+        discarded=1,
+    ),
+    Scenario(
+        "no snapshot (disabled) and the update fails: left OUT",
+        _install_exits(1),
+        S.FAILED_OUT,
+        [S.DRAINING, S.OUT_OF_POOL, S.UPDATING, S.FAILED_OUT],
+        [DRAIN, MAINT],
+        [],
+        spec={"snapshot_enabled": False},
+    ),
+    Scenario(
+        "no snapshot provider and the update fails: left OUT",
+        _install_exits(1),
+        S.FAILED_OUT,
+        [S.DRAINING, S.OUT_OF_POOL, S.SNAPSHOTTING, S.UPDATING, S.FAILED_OUT],
+        [DRAIN, MAINT],
+        [],
+        snapshots=False,
+    ),
+    Scenario(
+        "LB never says UP after the update: reverted, then UP on the old version",
+        _lb_statuses("UP 1/2", "UP"),
+        S.ROLLED_BACK,
+        [*UPDATED, S.CHECKING, S.RETURNING, *BACK],
+        [DRAIN, MAINT, READY, MAINT, READY],
+        [CREATE, REVERT],
+        discarded=1,
+    ),
+    Scenario(
+        "LB never says UP, not even for the old version: FAILED_OUT",
+        _lb_statuses("DOWN"),
+        S.FAILED_OUT,
+        [*UPDATED, S.CHECKING, S.RETURNING, S.REVERTING, S.VERIFYING, S.RESTORING, S.FAILED_OUT],
+        [DRAIN, MAINT, READY, MAINT, READY],
+        [CREATE, REVERT],
+        discarded=1,
+    ),
+    Scenario(
+        "snapshot creation fails: nothing changed, back in service",
+        _snapshot_error("create"),
+        S.FAILED,
+        [S.DRAINING, S.OUT_OF_POOL, S.SNAPSHOTTING, S.RESTORING, S.FAILED],
+        [DRAIN, MAINT, READY],
+        [],
+    ),
+    Scenario(
+        "revert fails: FAILED_OUT",
+        _both(_install_exits(1), _snapshot_error("revert")),
+        S.FAILED_OUT,
+        [*UPDATED, S.REVERTING, S.FAILED_OUT],
+        [DRAIN, MAINT, MAINT],
+        [CREATE],
+    ),
+    Scenario(
+        "snapshot delete fails after success: still SUCCEEDED",
+        _snapshot_error("delete"),
+        S.SUCCEEDED,
+        HAPPY,
+        [DRAIN, MAINT, READY],
+        [CREATE],
+    ),
+]
+
+
+@pytest.mark.parametrize("sc", SCENARIOS, ids=[s.name for s in SCENARIOS])
+def test_scenario(sc: Scenario) -> None:
+    r = rig(rollout_spec(**sc.spec), snapshots=sc.snapshots)
+    sc.setup(r)
+    state, progress = r.drive()
+    assert state is sc.final
+    assert r.journal.states() == sc.path
+    assert r.lb.calls == sc.lb
+    assert r.snaps.calls == sc.snaps
+    assert r.remotes.discarded == [W] * sc.discarded
+    assert (progress.error == "") == (sc.final is S.SUCCEEDED)
+    # Every step the journal opened was closed, and failures are recorded as such.
+    assert all(step.outcome in ("ok", "failed") for step in r.journal.steps)
+    assert any(o == "failed" for _, o in r.journal.outcomes()) == (sc.final is not S.SUCCEEDED)
+
+
+def test_drain_timeout_message_says_nothing_changed() -> None:
+    r = rig()
+    _sessions_stay(r)
+    _, progress = r.drive()
+    assert "3 sessions still open after the drain timeout (30s)" in progress.error
+    assert "nothing changed" in progress.error
+    assert r.remotes.commands == [] and r.remotes.gets == 0
+
+
+def test_failed_update_is_journaled_with_exit_code_and_output() -> None:
+    r = rig()
+    r.remotes.outcomes["install"] = 1
+    _, progress = r.drive()
+    failed = [s for s in r.journal.steps if s.outcome == "failed"]
+    assert len(failed) == 1
+    assert failed[0].step == "update[1]"
+    assert failed[0].exit_code == 1
+    assert "failed with 1" in failed[0].output_tail
+    assert "exited 1" in progress.error
+    assert progress.reverted
+    assert r.checks.probes == ["http old"] * 3  # only the old version's checks ran
+
+
+def test_failed_out_message_says_out_of_the_pool() -> None:
+    r = rig()
+    _unhealthy("http new", "http old")(r)
+    _, progress = r.drive()
+    assert "stays OUT of the pool" in progress.error
+
+
+def test_checks_recover_before_the_timeout() -> None:
+    r = rig()
+    r.checks.healthy["http new"] = [False, False, True]
+    assert r.drive()[0] is S.SUCCEEDED
+    assert r.checks.probes == ["http new"] * 5  # two failures, then three passes in a row
+
+
+def test_a_failed_probe_resets_the_run_of_successes() -> None:
+    r = rig()
+    r.checks.healthy["http new"] = [True, True, False, True, True, True]
+    assert r.drive()[0] is S.SUCCEEDED
+    assert len(r.checks.probes) == 6
+
+
+def test_transient_adapter_error_is_retried() -> None:
+    r = rig()
+    r.lb.errors["drain"] = [LoadBalancerError("connect to /run/haproxy.sock: refused", transient=True)]
+    r.remotes.errors["get"] = [RemoteError("connection refused by web1", host=W, transient=True)] * 2
+    assert r.drive()[0] is S.SUCCEEDED
+    assert r.lb.attempts["drain"] == 2
+    assert r.lb.calls == [DRAIN, MAINT, READY]
+    assert len(r.sleeps) == 3  # one drain retry, two connection retries; all through the injected sleep
+
+
+def test_non_transient_adapter_error_fails_at_once() -> None:
+    r = rig()
+    r.lb.errors["maint"] = [LoadBalancerError("backend app has no server web1")]
+    state, progress = r.drive()
+    assert state is S.FAILED
+    assert r.lb.attempts["maint"] == 1
+    assert r.sleeps == []
+    assert "has no server web1" in progress.error
+    assert r.lb.calls == [DRAIN, READY]
+
+
+def test_transient_error_that_persists_fails_after_the_attempts() -> None:
+    r = rig(attempts=3)
+    r.lb.errors["drain"] = [LoadBalancerError("refused", transient=True) for _ in range(5)]
+    state, _ = r.drive()
+    assert state is S.FAILED
+    assert r.lb.attempts["drain"] == 3
+    assert len(r.sleeps) == 2
+
+
+def test_resume_from_persisted_progress_does_not_repeat_actions() -> None:
+    """A Celery task stores (state, progress as JSON) and a later task, maybe on another worker, goes on."""
+    r = rig()
+    state, progress, delay = S.PENDING, Progress(), None
+    while state is not S.CHECKING:
+        state, progress, delay = r.pipeline.advance(state, progress)
+    assert delay is not None
+    stored = progress.to_json()
+    assert r.lb.calls == [DRAIN, MAINT] and r.snaps.calls == [CREATE]
+    fresh = HostPipeline(
+        r.spec, r.host, r.pipeline.adapters, r.journal, retry=r.pipeline.retry, clock=r.clock
+    )
+    r.pipeline = fresh
+    r.clock.advance(delay)
+    final, progress = r.drive(state, Progress.from_json(stored))
+    assert final is S.SUCCEEDED
+    assert r.lb.calls == [DRAIN, MAINT, READY]
+    assert r.snaps.calls == [CREATE, DELETE]
+    assert len(r.remotes.commands) == 1
+
+
+def test_every_non_terminal_state_has_a_handler_and_a_journal_name() -> None:
+    handlers = rig().pipeline._handlers
+    assert set(handlers) == set(HostState) - TERMINAL
+    assert set(STEP_NAMES) == set(HostState) - TERMINAL - {S.PENDING}
+
+
+@pytest.mark.parametrize("state", sorted(set(HostState) - TERMINAL - {S.PENDING}))
+@pytest.mark.parametrize("snapshot", ["", "orch-R1"])
+def test_every_failure_target_is_a_legal_transition(state: HostState, snapshot: str) -> None:
+    target = rig().pipeline._failure_target(state, Progress(snapshot=snapshot))
+    assert target in TRANSITIONS[state]

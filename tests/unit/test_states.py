@@ -1,0 +1,100 @@
+"""The one table of legal host transitions, and the state groups built on it."""
+
+from __future__ import annotations
+
+import pytest
+
+from orchestrator.errors import StateError
+from orchestrator.model.states import (
+    FAILURES,
+    OUT_OF_SERVICE,
+    ROLLOUT_DONE,
+    TERMINAL,
+    TRANSITIONS,
+    HostState,
+    RolloutState,
+    check_transition,
+)
+
+S = HostState
+LEGAL = sorted((a, b) for a, targets in TRANSITIONS.items() for b in targets)
+ILLEGAL = sorted((a, b) for a in HostState for b in HostState if b not in TRANSITIONS.get(a, frozenset()))
+
+
+@pytest.mark.parametrize(("current", "new"), LEGAL, ids=[f"{a}->{b}" for a, b in LEGAL])
+def test_every_transition_in_the_table_is_accepted(current: HostState, new: HostState) -> None:
+    check_transition(current, new)
+
+
+@pytest.mark.parametrize(
+    ("current", "new"),
+    [
+        (S.PENDING, S.UPDATING),  # never update a server still in the pool
+        (S.PENDING, S.SUCCEEDED),
+        (S.DRAINING, S.UPDATING),  # maint first
+        (S.OUT_OF_POOL, S.CHECKING),
+        (S.UPDATING, S.SUCCEEDED),  # checks first
+        (S.CHECKING, S.SUCCEEDED),  # the LB must say UP first
+        (S.REVERTING, S.RESTORING),  # the old version must pass its checks first
+        (S.VERIFYING, S.ROLLED_BACK),
+        (S.UPDATING, S.FAILED),  # FAILED means nothing changed: not after an update began
+        (S.SUCCEEDED, S.REVERTING),
+        (S.FAILED_OUT, S.RESTORING),
+        (S.DRAINING, S.DRAINING),
+    ],
+)
+def test_illegal_transitions_raise_state_error_naming_both_states(current: HostState, new: HostState) -> None:
+    with pytest.raises(StateError, match=f"illegal host transition {current.value} -> {new.value}"):
+        check_transition(current, new)
+
+
+def test_everything_outside_the_table_is_refused() -> None:
+    assert len(LEGAL) + len(ILLEGAL) == len(HostState) ** 2
+    for current, new in ILLEGAL:
+        with pytest.raises(StateError):
+            check_transition(current, new)
+
+
+@pytest.mark.parametrize("state", sorted(TERMINAL))
+def test_terminal_states_have_no_outgoing_transitions(state: HostState) -> None:
+    assert not TRANSITIONS.get(state)
+    for new in HostState:
+        with pytest.raises(StateError):
+            check_transition(state, new)
+
+
+def test_every_non_terminal_state_can_move_and_can_end() -> None:
+    assert set(TRANSITIONS) == set(HostState) - TERMINAL
+    for start in TRANSITIONS:
+        seen, todo = set(), [start]
+        while todo:
+            for nxt in TRANSITIONS.get(todo.pop(), frozenset()):
+                if nxt not in seen:
+                    seen.add(nxt)
+                    todo.append(nxt)
+        assert seen & TERMINAL, f"{start} can never finish"
+
+
+def test_every_state_is_reachable_from_pending() -> None:
+    seen, todo = {S.PENDING}, [S.PENDING]
+    while todo:
+        for nxt in TRANSITIONS.get(todo.pop(), frozenset()):
+            if nxt not in seen:
+                seen.add(nxt)
+                todo.append(nxt)
+    assert seen == set(HostState)
+
+
+def test_state_groups() -> None:
+    assert FAILURES <= TERMINAL
+    assert S.SUCCEEDED not in FAILURES and S.SKIPPED not in FAILURES
+    # A finished host is back in service, except the one left out for a human.
+    assert {S.FAILED_OUT} == OUT_OF_SERVICE & TERMINAL
+    assert S.PENDING not in OUT_OF_SERVICE
+    assert set(RolloutState) - {RolloutState.PENDING, RolloutState.RUNNING} == ROLLOUT_DONE
+
+
+def test_states_are_stored_as_their_lowercase_names() -> None:
+    for state in HostState:
+        assert state.value == state.name.lower()
+        assert HostState(state.value) is state

@@ -100,13 +100,22 @@ def worker(concurrency: int | None, loglevel: str) -> None:
 
 @cli.command()
 @click.option(
-    "--hosts", "count", type=click.IntRange(2, 8), default=4, show_default=True, help="How many hosts."
+    "--hosts",
+    "count",
+    type=click.IntRange(2, 8),
+    default=4,
+    show_default=True,
+    help="How many VMs (or loopback hosts).",
 )
-def demo(count: int) -> None:
+@click.option(
+    "--loopback", is_flag=True, help="Hosts on loopback addresses instead of VMs (no QEMU; seconds)."
+)
+@click.option("--keep", is_flag=True, help="Leave the VM lab running afterwards.")
+def demo(count: int, loopback: bool, keep: bool) -> None:
     """A real rolling update under live traffic, a broken release reverted, and a no-drain control."""
-    from orchestrator.lab.demo import loopback_demo
+    from orchestrator.lab.demo import lab_demo, loopback_demo
 
-    sys.exit(loopback_demo(console, hosts=count))
+    sys.exit(loopback_demo(console, hosts=count) if loopback else lab_demo(console, vms=count, keep=keep))
 
 
 def _attach_lab() -> None:

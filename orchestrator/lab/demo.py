@@ -131,3 +131,41 @@ def loopback_demo(console: Console, hosts: int = 4) -> int:
             return run_demo(console, target, hosts, farm.reset)
         finally:
             farm.stop()
+
+
+def lab_demo(console: Console, vms: int = 4, *, keep: bool = False) -> int:
+    """The same three acts on real QEMU VMs, from a freshly booted lab (every VM on v1)."""
+    import yaml
+
+    from orchestrator.lab import lab
+
+    console.print(f"Booting a fresh lab of {vms} VMs behind HAProxy (first run builds the guest image) ...")
+    lab.down()
+    info = lab.up(vms)
+    console.print(
+        f"lab up: inventory {info.inventory}, frontend {info.frontend_url}, "
+        f"boot phases {', '.join(f'{k} {v:.1f}s' for k, v in info.timings.items())}",
+        soft_wrap=True,
+    )
+    try:
+        inventory = yaml.safe_load(info.inventory.read_text())
+        socket = Path(inventory["pools"]["lab"]["loadbalancer"]["socket"])
+        target = Target(
+            "lab",
+            info.inventory,
+            info.frontend_url,
+            socket,
+            PLAYBOOKS / "lab-v2.yaml",
+            PLAYBOOKS / "lab-v3-broken.yaml",
+        )
+        # The control re-applies v2 in place: the same upload, install and hard restart; what clients
+        # feel is the restart, whichever version it installs.
+        return run_demo(console, target, vms, lambda: None)
+    finally:
+        if keep:
+            console.print(
+                f"The lab keeps running: orchestrator lab status; orchestrator lab down. "
+                f"Inventory: {info.inventory}"
+            )
+        else:
+            lab.down()

@@ -44,7 +44,8 @@ def _scalar(node: yaml.Node) -> Any:
 
 
 def _walk(node: yaml.Node, loc: Loc, lines: dict[Loc, int]) -> Any:
-    lines[loc] = node.start_mark.line + 1
+    # A mapping value keeps its key's line: `web:` names the pool, not its first field below.
+    lines.setdefault(loc, node.start_mark.line + 1)
     if isinstance(node, yaml.MappingNode):
         result: dict[Any, Any] = {}
         for key_node, value_node in node.value:

@@ -91,15 +91,27 @@ def _run(
     return done.stdout
 
 
+def _kernel_dependency() -> str | None:
+    try:
+        out = _run(["apt-cache", "depends", KERNEL_META])
+    except ConfigError:
+        return None
+    found = re.search(r"Depends: (linux-image-[0-9][^\s]*)", out)
+    return found.group(1) if found else None
+
+
 def kernel_package() -> str:
     """The versioned kernel package behind linux-image-amd64 (e.g. linux-image-6.1.0-57-amd64)."""
-    out = _run(["apt-cache", "depends", KERNEL_META])
-    found = re.search(r"Depends: (linux-image-[0-9][^\s]*)", out)
-    if not found:
+    package = _kernel_dependency()
+    if package is None:  # a fresh machine has no package lists yet
+        _run(["apt-get", "update", "-qq"], timeout=600)
+        package = _kernel_dependency()
+    if package is None:
         raise ConfigError(
-            f"apt-cache does not know {KERNEL_META}; run 'apt-get update' so the lab can download its kernel"
+            f"apt-cache does not know {KERNEL_META} even after 'apt-get update'; "
+            "the lab downloads its guest kernel from the Debian archive: check /etc/apt/sources.list"
         )
-    return found.group(1)
+    return package
 
 
 def download(packages: list[str], debs: Path) -> list[Path]:

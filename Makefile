@@ -51,5 +51,11 @@ test: lint typecheck test-unit test-integration test-e2e
 demo: venv
 	$(VENV)/bin/orchestrator demo
 
+lab-up: venv
+	$(VENV)/bin/orchestrator lab up
+
+lab-down: venv
+	$(VENV)/bin/orchestrator lab down
+
 clean:
 	rm -rf $(VENV) .stamp-apt .mypy_cache .pytest_cache .ruff_cache

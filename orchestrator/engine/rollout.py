@@ -44,5 +44,6 @@ def after_host(
             reason = f"{', '.join(out)} OUT OF THE POOL, needs a human; " + reason
         return Finish(False, f"halted: {reason}")
     if current_batch + 1 >= len(spec.batches):
-        return Finish(True, f"{sum(len(b) for b in spec.batches)} hosts updated")
+        count = sum(len(b) for b in spec.batches)
+        return Finish(True, f"{count} host{'' if count == 1 else 's'} updated")
     return StartBatch(current_batch + 1, spec.batches[current_batch + 1])

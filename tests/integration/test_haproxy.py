@@ -288,6 +288,15 @@ def test_tcp_runtime_address(tmp_path: Path, backends: dict[str, tuple[int, Path
         assert lb.state("s3").admin is AdminState.MAINT
     finally:
         proc.stop()
+    # The old process may still hold its listener for a moment after stop(): wait until it refuses.
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", admin_port), timeout=1).close()
+        except ConnectionRefusedError:
+            break
+        assert time.monotonic() < deadline, "HAProxy's TCP runtime API still accepts after stop()"
+        time.sleep(0.05)
     with pytest.raises(LoadBalancerError) as err:
         lb.servers()
     assert err.value.transient and f"stats socket 127.0.0.1:{admin_port} level admin" in str(err.value)

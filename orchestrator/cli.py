@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 from rich.console import Console
@@ -12,6 +13,9 @@ from rich.console import Console
 from orchestrator.config import load_settings
 from orchestrator.errors import OrchestratorError
 from orchestrator.model.states import HostState, RolloutState
+
+if TYPE_CHECKING:
+    from orchestrator.store.db import HostStatus, Rollout
 
 # Logs and CI are not terminals; 80 columns would fold every progress line.
 console = Console(highlight=False, width=None if sys.stdout.isatty() else 120)
@@ -80,9 +84,64 @@ def run(playbook: Path, inventory: Path, hosts: str) -> None:
         spec, settings, lambda line: console.print(line, markup=False, soft_wrap=True)
     )
     summary(console, final, host_states, steps)
-    if any(h.state is HostState.FAILED_OUT for h in host_states):
+    _exit(final, host_states)
+
+
+def _exit(final: Rollout, hosts: list[HostStatus]) -> None:
+    if any(h.state is HostState.FAILED_OUT for h in hosts):
         sys.exit(4)
     sys.exit(0 if final.state is RolloutState.SUCCEEDED else 1)
+
+
+@cli.command()
+@click.argument("rollout", required=False)
+def status(rollout: str | None) -> None:
+    """One rollout in detail, or every rollout still active."""
+    from orchestrator.report import rollout_detail, rollouts_table
+    from orchestrator.store.db import Store
+
+    store = Store(load_settings().database_url)
+    if rollout is None:
+        active = store.active_rollouts()
+        if not active:
+            console.print("no active rollout (see `orchestrator history`)")
+            return
+        console.print(rollouts_table("active rollouts", active))
+        return
+    found = store.rollout(rollout)
+    if found is None:
+        raise click.UsageError(f"no rollout {rollout!r}; `orchestrator history` lists them")
+    rollout_detail(console, store, found)
+
+
+@cli.command()
+@click.option("--limit", type=click.IntRange(1, 1000), default=20, show_default=True)
+def history(limit: int) -> None:
+    """Past and current rollouts, newest first, with outcome and duration."""
+    from orchestrator.report import rollouts_table
+    from orchestrator.store.db import Store
+
+    console.print(rollouts_table("rollouts", Store(load_settings().database_url).rollouts(limit=limit)))
+
+
+@cli.command()
+@click.argument("rollout")
+@click.option("--as", "actor", default=None, help="Who resumes it (recorded); defaults to the login name.")
+def resume(rollout: str, actor: str | None) -> None:
+    """Resume a rollout that stopped making progress (its CLI or worker died, or it paused)."""
+    import getpass
+
+    from orchestrator.launch import resume as resume_rollout
+    from orchestrator.report import summary
+
+    final, host_states, steps = resume_rollout(
+        rollout,
+        load_settings(),
+        actor or getpass.getuser(),
+        lambda line: console.print(line, markup=False, soft_wrap=True),
+    )
+    summary(console, final, host_states, steps)
+    _exit(final, host_states)
 
 
 @cli.command()

@@ -18,10 +18,28 @@ class Settings:
     broker_url: str | None  # None: run an in-process worker over an in-memory broker
     worker_concurrency: int = 4
     queue: str = "orchestrator"  # the broker queue workers consume; separate farms use separate queues
+    reconcile_every: float = 5.0  # seconds between reconciler rounds in each worker
+    reconcile_after: float = (
+        30.0  # a host in flight with no progress this long, and nobody holding it, is resumed
+    )
+    lock_stale_after: float = 600.0  # a pool lock whose rollout made no progress this long may be taken over
 
     @property
     def in_process(self) -> bool:
         return self.broker_url is None
+
+
+def _number(env: Mapping[str, str], name: str, default: float) -> float:
+    text = env.get(name)
+    if not text:
+        return default
+    try:
+        value = float(text)
+    except ValueError:
+        raise ConfigError(f"{name}={text!r} is not a number; e.g. {default:g}") from None
+    if value <= 0:
+        raise ConfigError(f"{name}={text!r} must be above 0; e.g. {default:g}")
+    return value
 
 
 def load_settings(env: Mapping[str, str] | None = None, **overrides: object) -> Settings:
@@ -29,12 +47,7 @@ def load_settings(env: Mapping[str, str] | None = None, **overrides: object) -> 
     home = Path(env.get("ORCH_HOME") or Path.home() / ".local/state/orchestrator")
     database_url = env.get("ORCH_DATABASE_URL") or f"sqlite:///{home / 'orchestrator.db'}"
     broker_url = env.get("ORCH_BROKER_URL") or None
-    try:
-        concurrency = int(env.get("ORCH_WORKER_CONCURRENCY", "4"))
-    except ValueError:
-        raise ConfigError(
-            f"ORCH_WORKER_CONCURRENCY={env['ORCH_WORKER_CONCURRENCY']!r} is not a number; e.g. 4"
-        ) from None
+    concurrency = int(_number(env, "ORCH_WORKER_CONCURRENCY", 4))
     settings = Settings(
         home=home, database_url=database_url, broker_url=broker_url, worker_concurrency=concurrency
     )

@@ -9,7 +9,7 @@ from rich.console import Console
 from rich.table import Table
 
 from orchestrator.model.spec import RolloutSpec
-from orchestrator.model.states import HostState, RolloutState
+from orchestrator.model.states import ROLLOUT_DONE, HostState, RolloutState
 from orchestrator.store.db import HostStatus, Rollout, Step, Store
 
 
@@ -54,8 +54,9 @@ def step_line(step: Step) -> str:
 
 
 def watch(store: Store, rollout_id: str, emit: Callable[[str], None], *, interval: float = 0.1) -> Rollout:
-    """Print each step as it ends until the rollout is over; returns its final record."""
+    """Print each step as it ends, and each change of the rollout's state, until it is over."""
     shown: set[int] = set()
+    last_state: tuple[RolloutState, str] | None = None
     while True:
         rollout = store.rollout(rollout_id)
         assert rollout is not None
@@ -63,9 +64,66 @@ def watch(store: Store, rollout_id: str, emit: Callable[[str], None], *, interva
             if step.ended_at is not None and step.id not in shown:
                 shown.add(step.id)
                 emit(step_line(step))
-        if rollout.state in (RolloutState.SUCCEEDED, RolloutState.HALTED, RolloutState.FAILED):
+        if (rollout.state, rollout.reason) != last_state and rollout.state is RolloutState.PAUSED:
+            emit(f"  PAUSED: {rollout.reason}")
+        elif last_state and last_state[0] is RolloutState.PAUSED and rollout.state is RolloutState.RUNNING:
+            emit("  running again")
+        last_state = (rollout.state, rollout.reason)
+        if rollout.state in ROLLOUT_DONE:
             return rollout
         time.sleep(interval)
+
+
+def _ago(t: float | None) -> str:
+    return "-" if t is None else f"{time.time() - t:.0f}s ago"
+
+
+def rollouts_table(title: str, rollouts: list[Rollout]) -> Table:
+    table = Table(title=title)
+    for column in ("rollout", "name", "pool", "state", "batch", "started", "took", "reason"):
+        table.add_column(column)
+    for r in rollouts:
+        took = ((r.finished_at or time.time()) - r.started_at) if r.started_at else 0.0
+        table.add_row(
+            r.id,
+            r.name,
+            r.pool,
+            r.state.value,
+            f"{min(r.current_batch + 1, len(r.spec.batches))}/{len(r.spec.batches)}",
+            _ago(r.started_at),
+            f"{took:.1f}s",
+            r.reason[:80],
+        )
+    return table
+
+
+def rollout_detail(console: Console, store: Store, rollout: Rollout) -> None:
+    console.print(rollouts_table(f"Rollout {rollout.id}", [rollout]))
+    table = Table(title="hosts")
+    for column in ("host", "batch", "state", "in state since", "now", "lease"):
+        table.add_column(column)
+    steps = store.steps(rollout.id)
+    for host in store.hosts(rollout.id):
+        mine = [s for s in steps if s.host == host.name]
+        current = mine[-1] if mine else None
+        p = host.progress
+        note = p.get("blocked") or p.get("error") or p.get("detail") or (current.detail if current else "")
+        doing = f"{current.step} ({current.outcome})" if current else "-"
+        table.add_row(
+            host.name,
+            str(host.batch + 1),
+            host.state.value,
+            _ago(p.get("since") or None),
+            f"{doing}: {note}"[:90],
+            "held"
+            if host.state not in (HostState.PENDING,) and current and current.outcome == "running"
+            else "",
+        )
+    console.print(table)
+    for at, action, actor, detail in store.actions(rollout.id):
+        console.print(
+            f"  {time.strftime('%H:%M:%S', time.localtime(at))} {action} by {actor}: {detail}", markup=False
+        )
 
 
 STATE_STYLE = {

@@ -20,7 +20,7 @@ from orchestrator.adapters.checks.base import Check, CheckResult
 from orchestrator.adapters.hypervisors.base import Snapshots
 from orchestrator.adapters.loadbalancers.base import LoadBalancer
 from orchestrator.adapters.remote.base import Remote
-from orchestrator.errors import CommandTimeout, OrchestratorError
+from orchestrator.errors import CommandTimeout, LoadBalancerError, OrchestratorError
 from orchestrator.model.spec import CheckSpec, HostSpec, RolloutSpec
 from orchestrator.model.states import TERMINAL, HostState, check_transition
 from orchestrator.retry import RetryPolicy
@@ -42,6 +42,9 @@ class Progress:
     journal_id: int = 0
     work: float = 0.0  # seconds of the current step's own work (adapter calls and required waits)
     detail: str = ""
+    running_step: int = -1  # set, durably, before an update command runs; cleared when it ended
+    blocked: str = ""  # why the host cannot go on right now (load balancer unreachable)
+    blocked_since: float = 0.0
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -77,6 +80,7 @@ class Next:
     detail: str = ""
     exit_code: int | None = None
     output_tail: str = ""
+    outcome: str = "ok"
 
 
 Decision = Goto | Wait | Fail | Next
@@ -97,6 +101,9 @@ class Adapters:
 
 class Journal(Protocol):
     def save(self, host: str, state: HostState, progress: Progress) -> None: ...
+    def hold(self, host: str, seconds: float) -> None:
+        """Keep this host claimed for ``seconds`` more (a long command is about to run)."""
+
     def started(self, host: str, step: str, detail: str) -> int: ...
     def ended(
         self,
@@ -108,6 +115,10 @@ class Journal(Protocol):
         exit_code: int | None = None,
         output_tail: str = "",
     ) -> None: ...
+
+
+# How long a load balancer outage may last before the hosts waiting on it fail.
+LB_OUTAGE_TIMEOUT = 600.0
 
 
 def poll_delay(elapsed: float) -> float:
@@ -165,6 +176,9 @@ class HostPipeline:
         while state not in TERMINAL:
             try:
                 decision = self._handlers[state](progress)
+                progress.blocked = ""
+            except LoadBalancerError as exc:
+                decision = self._lb_outage(progress, exc)
             except OrchestratorError as exc:
                 decision = Fail(str(exc))
             if isinstance(decision, Wait):
@@ -172,7 +186,9 @@ class HostPipeline:
                 self.journal.save(self.host.name, state, progress)
                 return state, progress, decision.delay
             if isinstance(decision, Next):
-                self._end_step(progress, "ok", decision.detail, decision.exit_code, decision.output_tail)
+                self._end_step(
+                    progress, decision.outcome, decision.detail, decision.exit_code, decision.output_tail
+                )
                 self._open_step(state, progress)
                 self.journal.save(self.host.name, state, progress)
                 continue
@@ -184,6 +200,19 @@ class HostPipeline:
                 self._end_step(progress, "ok", decision.detail)
                 state = self._move(state, decision.state, progress)
         return state, progress, None
+
+    def _lb_outage(self, progress: Progress, exc: LoadBalancerError) -> Decision:
+        """An unreachable load balancer pauses the host where it stands (retrying), rather than
+        sending it down the failure path, which needs the load balancer too."""
+        if not exc.transient:
+            return Fail(str(exc))
+        now = self.clock()
+        if not progress.blocked:
+            progress.blocked_since = now
+        progress.blocked = f"load balancer unreachable: {exc}"
+        if now - progress.blocked_since >= LB_OUTAGE_TIMEOUT:
+            return Fail(f"{progress.blocked} (for {LB_OUTAGE_TIMEOUT:g}s)")
+        return Wait(min(5.0, max(0.5, (now - progress.blocked_since) / 4)))
 
     def _move(self, state: HostState, new: HostState, progress: Progress) -> HostState:
         check_transition(state, new)
@@ -284,6 +313,8 @@ class HostPipeline:
     def _updating(self, p: Progress) -> Decision:
         if p.step_index >= len(self.host.steps):
             return Goto(S.CHECKING, f"{len(self.host.steps)} steps done")
+        if p.running_step >= 0:
+            return self._interrupted(p)
         step = self.host.steps[p.step_index]
         remote = self._call(p, lambda: self.adapters.remotes.get(self.host))
         if step.kind == "upload":
@@ -292,11 +323,17 @@ class HostPipeline:
             self._call(p, lambda: remote.upload(src, step.dest, mode=step.mode))
             p.step_index += 1
             return Next(step.label)
+        # Written down before the command starts: a worker that dies inside it leaves the marker, and
+        # whoever resumes knows the command may have half-run.
+        p.running_step = p.step_index
+        self.journal.save(self.host.name, S.UPDATING, p)
+        self.journal.hold(self.host.name, step.timeout + 60)
         try:
             result = remote.run(step.command, timeout=step.timeout)
         except CommandTimeout as exc:
             self.adapters.remotes.discard(self.host)
             return Fail(str(exc))
+        p.running_step = -1
         p.work += result.duration
         if not result.ok:
             return Fail(
@@ -306,6 +343,25 @@ class HostPipeline:
             )
         p.step_index += 1
         return Next(f"exit 0 in {result.duration:.2f}s", result.exit_code, result.tail(5))
+
+    def _interrupted(self, p: Progress) -> Decision:
+        """A command was cut off midway (its worker died). Never run it again on top of itself: go back
+        to the snapshot and apply the whole update again from its first step."""
+        step = p.running_step
+        snapshots = self.adapters.snapshots(self.host)
+        if not p.snapshot or snapshots is None:
+            return Fail(
+                f"update[{step}] was interrupted and there is no snapshot to return to; the server's "
+                "state is unknown"
+            )
+        self._call(p, lambda: snapshots.revert(self.host.domain, p.snapshot))
+        self.adapters.remotes.discard(self.host)
+        p.running_step = -1
+        p.step_index = 0
+        return Next(
+            f"interrupted (worker lost); reverted to {p.snapshot}, applying the update again",
+            outcome="interrupted",
+        )
 
     def _probe_all(self, p: Progress, checks: list[CheckSpec]) -> tuple[bool, str]:
         details = []

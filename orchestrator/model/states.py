@@ -64,6 +64,7 @@ def check_transition(current: HostState, new: HostState) -> None:
 class RolloutState(StrEnum):
     PENDING = "pending"
     RUNNING = "running"
+    PAUSED = "paused"  # waiting for a condition to clear (e.g. the load balancer unreachable); says why
     SUCCEEDED = "succeeded"
     HALTED = "halted"  # a host failed; the failure policy stopped the rollout
     FAILED = "failed"  # the orchestrator itself could not go on (see the reason)

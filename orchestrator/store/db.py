@@ -7,77 +7,25 @@ state and progress, and one journal row per step attempt live here.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+import secrets
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import (
-    Engine,
-    Float,
-    ForeignKey,
-    Integer,
-    String,
-    Text,
-    create_engine,
-    event,
-    select,
-    update,
-)
-from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
+from sqlalchemy import Engine, create_engine, delete, event, select, update
+from sqlalchemy.orm import Session, sessionmaker
 
+from orchestrator.errors import RolloutRefused
 from orchestrator.model.spec import RolloutSpec
-from orchestrator.model.states import HostState, RolloutState, check_transition
+from orchestrator.model.states import ROLLOUT_DONE, TERMINAL, HostState, RolloutState, check_transition
+from orchestrator.store.migrate import upgrade
+from orchestrator.store.schema import ActionRow, HostRow, PoolLockRow, RolloutRow, StepRow
 
 
 def now() -> float:
     return datetime.now(UTC).timestamp()
-
-
-class Base(DeclarativeBase):
-    pass
-
-
-class RolloutRow(Base):
-    __tablename__ = "rollouts"
-    id: Mapped[str] = mapped_column(String(64), primary_key=True)
-    name: Mapped[str] = mapped_column(String(200))
-    pool: Mapped[str] = mapped_column(String(64), index=True)
-    state: Mapped[str] = mapped_column(String(20), index=True)
-    spec_json: Mapped[str] = mapped_column(Text)
-    current_batch: Mapped[int] = mapped_column(Integer, default=0)
-    created_at: Mapped[float] = mapped_column(Float)
-    started_at: Mapped[float | None] = mapped_column(Float, nullable=True)
-    finished_at: Mapped[float | None] = mapped_column(Float, nullable=True)
-    reason: Mapped[str] = mapped_column(Text, default="")
-
-
-class HostRow(Base):
-    __tablename__ = "hosts"
-    rollout_id: Mapped[str] = mapped_column(ForeignKey("rollouts.id"), primary_key=True)
-    name: Mapped[str] = mapped_column(String(64), primary_key=True)
-    position: Mapped[int] = mapped_column(Integer)
-    batch: Mapped[int] = mapped_column(Integer)
-    state: Mapped[str] = mapped_column(String(20))
-    progress_json: Mapped[str] = mapped_column(Text, default="{}")
-    updated_at: Mapped[float] = mapped_column(Float)
-
-
-class StepRow(Base):
-    __tablename__ = "steps"
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    rollout_id: Mapped[str] = mapped_column(ForeignKey("rollouts.id"), index=True)
-    host: Mapped[str] = mapped_column(String(64))
-    step: Mapped[str] = mapped_column(String(40))
-    attempt: Mapped[int] = mapped_column(Integer, default=1)
-    started_at: Mapped[float] = mapped_column(Float)
-    ended_at: Mapped[float | None] = mapped_column(Float, nullable=True)
-    outcome: Mapped[str] = mapped_column(String(20), default="running")  # running, ok, failed
-    detail: Mapped[str] = mapped_column(Text, default="")
-    work: Mapped[float] = mapped_column(Float, default=0.0)  # seconds of the step's own work (bench)
-    exit_code: Mapped[int | None] = mapped_column(Integer, nullable=True)
-    output_tail: Mapped[str] = mapped_column(Text, default="")
 
 
 @dataclass(frozen=True)
@@ -140,7 +88,7 @@ class Store:
     def __init__(self, url: str) -> None:
         self.url = url
         self.engine = make_engine(url)
-        Base.metadata.create_all(self.engine)
+        upgrade(self.engine)
         self._session = sessionmaker(self.engine, expire_on_commit=False)
 
     @contextmanager
@@ -149,9 +97,17 @@ class Store:
             yield session
 
     # rollouts
-    def create_rollout(self, spec: RolloutSpec) -> None:
+    def create_rollout(self, spec: RolloutSpec, *, stale_after: float = 600.0) -> None:
+        """Store a new rollout and take its pool's lock, or refuse naming the rollout that holds it.
+
+        A lock whose rollout made no progress for ``stale_after`` seconds is stale: it is taken over,
+        unless that rollout still has a host in flight (out of its pool), which only `resume` may finish.
+        """
         t = now()
         with self.session() as s:
+            lock = s.get(PoolLockRow, spec.pool, with_for_update=True)
+            if lock is not None:
+                self._refuse_or_take_over(s, lock, spec, t, stale_after)
             s.add(
                 RolloutRow(
                     id=spec.rollout_id,
@@ -164,6 +120,8 @@ class Store:
                     reason="",
                 )
             )
+            s.flush()
+            s.add(PoolLockRow(pool=spec.pool, rollout_id=spec.rollout_id, acquired_at=t))
             position = 0
             for batch_index, batch in enumerate(spec.batches):
                 for host in batch:
@@ -176,9 +134,50 @@ class Store:
                             state=HostState.PENDING.value,
                             progress_json="{}",
                             updated_at=t,
+                            token="",
                         )
                     )
                     position += 1
+
+    def _refuse_or_take_over(
+        self, s: Session, lock: PoolLockRow, spec: RolloutSpec, t: float, stale_after: float
+    ) -> None:
+        holder = s.get(RolloutRow, lock.rollout_id)
+        hosts = s.scalars(select(HostRow).where(HostRow.rollout_id == lock.rollout_id)).all()
+        if holder is None or holder.state in {x.value for x in ROLLOUT_DONE}:
+            s.delete(lock)  # a leftover of a rollout that ended
+            s.flush()
+            return
+        last = max([h.updated_at for h in hosts] + [holder.started_at or holder.created_at])
+        in_flight = [
+            f"{h.name} {h.state}"
+            for h in hosts
+            if h.state not in {x.value for x in TERMINAL} and h.state != HostState.PENDING.value
+        ]
+        quiet = t - last
+        if quiet < stale_after or in_flight:
+            why = (
+                f"last progress {quiet:.0f}s ago"
+                if quiet < stale_after
+                else f"no progress for {quiet:.0f}s, with hosts in flight: {', '.join(in_flight)}; "
+                f"finish it with `orchestrator resume {holder.id}`"
+            )
+            raise RolloutRefused(
+                f"pool {spec.pool} is being updated by rollout {holder.id} ({holder.name}, "
+                f"{holder.state}; {why}); see `orchestrator status {holder.id}`"
+            )
+        holder.state = RolloutState.FAILED.value
+        holder.finished_at = t
+        holder.reason = (
+            f"abandoned: no progress for {quiet:.0f}s and no host in flight; superseded by {spec.rollout_id}"
+        )
+        s.add(
+            ActionRow(
+                rollout_id=holder.id, action="abandon", actor="orchestrator", at=t, detail=holder.reason
+            )
+        )
+        s.delete(lock)
+        s.flush()
 
     def rollout(self, rollout_id: str) -> Rollout | None:
         with self.session() as s:
@@ -194,12 +193,38 @@ class Store:
         values: dict[str, Any] = {"state": state.value}
         if state is RolloutState.RUNNING:
             values["started_at"] = now()
-        elif state in (RolloutState.SUCCEEDED, RolloutState.HALTED, RolloutState.FAILED):
+        elif state in ROLLOUT_DONE:
             values["finished_at"] = now()
-        if reason:
+        if reason or state is RolloutState.RUNNING:
             values["reason"] = reason
         with self.session() as s:
+            row = s.get(RolloutRow, rollout_id, with_for_update=True)
+            if row is None:
+                return
+            if row.started_at and state is RolloutState.RUNNING:
+                values.pop("started_at")  # a resume keeps the original start
             s.execute(update(RolloutRow).where(RolloutRow.id == rollout_id).values(**values))
+            if state in ROLLOUT_DONE:
+                s.execute(delete(PoolLockRow).where(PoolLockRow.rollout_id == rollout_id))
+
+    def active_rollouts(self) -> list[Rollout]:
+        with self.session() as s:
+            done = [x.value for x in ROLLOUT_DONE]
+            rows = s.scalars(
+                select(RolloutRow).where(RolloutRow.state.not_in(done)).order_by(RolloutRow.created_at)
+            )
+            return [_rollout(r) for r in rows]
+
+    def record_action(self, rollout_id: str, action: str, actor: str, detail: str = "") -> None:
+        with self.session() as s:
+            s.add(ActionRow(rollout_id=rollout_id, action=action, actor=actor, at=now(), detail=detail))
+
+    def actions(self, rollout_id: str) -> list[tuple[float, str, str, str]]:
+        with self.session() as s:
+            rows = s.scalars(
+                select(ActionRow).where(ActionRow.rollout_id == rollout_id).order_by(ActionRow.id)
+            )
+            return [(r.at, r.action, r.actor, r.detail) for r in rows]
 
     def claim_next_batch(self, rollout_id: str, finished_batch: int) -> bool:
         """Compare-and-set: of several workers finishing the batch's last hosts at once, exactly one wins."""
@@ -241,6 +266,78 @@ class Store:
             row.state = state.value
             row.progress_json = json.dumps(progress)
             row.updated_at = now()
+
+    # leases and tick tokens
+    def new_token(self, rollout_id: str, name: str) -> str:
+        """Start a new tick chain for the host; ticks carrying an older token are dropped."""
+        token = secrets.token_hex(8)
+        with self.session() as s:
+            s.execute(
+                update(HostRow)
+                .where(HostRow.rollout_id == rollout_id, HostRow.name == name)
+                .values(token=token)
+            )
+        return token
+
+    def claim_host(
+        self,
+        rollout_id: str,
+        name: str,
+        token: str,
+        owner: str,
+        ttl: float,
+        *,
+        alive: Callable[[str], bool] = lambda _owner: True,
+    ) -> str:
+        """Take the host's lease for one tick: "claimed"; "stale" when the token is not the current one
+        (a duplicate delivery); "busy" when another live owner holds the lease."""
+        t = now()
+        with self.session() as s:
+            row = s.get(HostRow, (rollout_id, name), with_for_update=True)
+            if row is None or row.token != token:
+                return "stale"
+            held = row.lease_owner is not None and row.lease_owner != owner and (row.lease_until or 0) > t
+            if held and row.lease_owner is not None and alive(row.lease_owner):
+                return "busy"
+            row.lease_owner = owner
+            row.lease_until = t + ttl
+            return "claimed"
+
+    def extend_lease(self, rollout_id: str, name: str, owner: str, seconds: float) -> None:
+        with self.session() as s:
+            s.execute(
+                update(HostRow)
+                .where(HostRow.rollout_id == rollout_id, HostRow.name == name, HostRow.lease_owner == owner)
+                .values(lease_until=now() + seconds)
+            )
+
+    def release_host(self, rollout_id: str, name: str, owner: str) -> None:
+        with self.session() as s:
+            s.execute(
+                update(HostRow)
+                .where(HostRow.rollout_id == rollout_id, HostRow.name == name, HostRow.lease_owner == owner)
+                .values(lease_owner=None, lease_until=None)
+            )
+
+    def stalled_hosts(
+        self, rollout_id: str, *, quiet_for: float, alive: Callable[[str], bool] = lambda _owner: True
+    ) -> list[str]:
+        """Hosts in flight that made no progress for ``quiet_for`` seconds and that nobody live holds."""
+        t = now()
+        done = [x.value for x in TERMINAL] + [HostState.PENDING.value]
+        with self.session() as s:
+            rows = s.scalars(
+                select(HostRow).where(
+                    HostRow.rollout_id == rollout_id,
+                    HostRow.state.not_in(done),
+                    HostRow.updated_at <= t - quiet_for,
+                )
+            )
+            return [
+                r.name
+                for r in rows
+                if r.lease_owner is None or (r.lease_until or 0) < t or not alive(r.lease_owner)
+            ]
 
     # journal
     def step_started(self, rollout_id: str, host: str, step: str, detail: str = "") -> int:

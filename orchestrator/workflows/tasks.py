@@ -20,8 +20,8 @@ def store() -> Store:
 
 
 class CeleryScheduler:
-    def tick(self, rollout_id: str, host: str, delay: float = 0.0) -> None:
-        host_tick.apply_async((rollout_id, host), countdown=delay if delay > 0 else None)
+    def tick(self, rollout_id: str, host: str, token: str, delay: float = 0.0) -> None:
+        host_tick.apply_async((rollout_id, host, token), countdown=delay if delay > 0 else None)
 
 
 @app.task(name="orchestrator.start_rollout")  # type: ignore[untyped-decorator]
@@ -30,5 +30,5 @@ def start_rollout(rollout_id: str) -> None:
 
 
 @app.task(name="orchestrator.host_tick")  # type: ignore[untyped-decorator]
-def host_tick(rollout_id: str, host: str) -> None:
-    driver.tick(store(), runtime(), CeleryScheduler(), rollout_id, host)
+def host_tick(rollout_id: str, host: str, token: str) -> None:
+    driver.tick(store(), runtime(), CeleryScheduler(), rollout_id, host, token)

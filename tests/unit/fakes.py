@@ -229,11 +229,15 @@ class MemoryJournal:
     """The pipeline's Journal, in memory."""
 
     def __init__(self) -> None:
+        self.holds: list[tuple[str, float]] = []
         self.saves: list[tuple[str, HostState, dict[str, Any]]] = []
         self.steps: list[JournalStep] = []
 
     def save(self, host: str, state: HostState, progress: Progress) -> None:
         self.saves.append((host, state, progress.to_json()))
+
+    def hold(self, host: str, seconds: float) -> None:
+        self.holds.append((host, seconds))
 
     def started(self, host: str, step: str, detail: str) -> int:
         self.steps.append(JournalStep(len(self.steps) + 1, host, step, detail))

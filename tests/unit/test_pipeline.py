@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from orchestrator.engine.pipeline import STEP_NAMES, HostPipeline, Progress, poll_delay
+from orchestrator.engine.pipeline import LB_OUTAGE_TIMEOUT, STEP_NAMES, HostPipeline, Progress, poll_delay
 from orchestrator.errors import HypervisorError, LoadBalancerError, RemoteError
 from orchestrator.model.states import TERMINAL, TRANSITIONS, HostState
 from tests.unit.fakes import Rig, rig, rollout_spec
@@ -360,13 +360,49 @@ def test_non_transient_adapter_error_fails_at_once() -> None:
     assert r.lb.calls == [DRAIN, READY]
 
 
-def test_transient_error_that_persists_fails_after_the_attempts() -> None:
+def test_load_balancer_outage_pauses_the_host_where_it_stands_then_it_carries_on() -> None:
+    # The retry policy gives up after 3 attempts; the host then waits (blocked), it does not fail,
+    # because the failure path needs the load balancer too.
     r = rig(attempts=3)
     r.lb.errors["drain"] = [LoadBalancerError("refused", transient=True) for _ in range(5)]
+    progress = Progress()
+    state, progress, delay = r.pipeline.advance(S.PENDING, progress)
+    assert (
+        state is S.DRAINING and delay is not None and progress.blocked.startswith("load balancer unreachable")
+    )
+    state, progress = r.drive(state, progress)
+    assert state is S.SUCCEEDED and not progress.blocked
+    assert r.lb.attempts["drain"] == 6
+
+
+def test_load_balancer_outage_longer_than_its_limit_fails_and_says_so() -> None:
+    r = rig(attempts=3)
+    r.lb.errors["drain"] = [LoadBalancerError("refused", transient=True) for _ in range(100_000)]
+    r.lb.errors["ready"] = [LoadBalancerError("refused", transient=True) for _ in range(100_000)]
+    state, progress = r.drive()
+    assert state is S.FAILED_OUT  # not even put back: nothing can be done without the load balancer
+    assert "load balancer unreachable" in progress.error and f"{LB_OUTAGE_TIMEOUT:g}s" in progress.error
+
+
+def test_non_transient_load_balancer_error_fails_at_once() -> None:
+    r = rig(attempts=3)
+    r.lb.errors["drain"] = [LoadBalancerError("backend app has no server 'web1'")]
     state, _ = r.drive()
     assert state is S.FAILED
-    assert r.lb.attempts["drain"] == 3
-    assert len(r.sleeps) == 2
+    assert r.lb.attempts["drain"] == 1
+
+
+def test_update_interrupted_mid_command_is_reverted_and_applied_again_once() -> None:
+    """A worker died inside update[1]: its marker and open journal row are in the stored progress."""
+    r = rig()
+    r.snaps.create(r.host.domain, "orch-r1", memory=True)
+    r.snaps.calls.clear()
+    open_row = r.journal.started(r.host.name, "update[1]", "")
+    stored = Progress(snapshot="orch-r1", step_index=1, running_step=1, journal_id=open_row)
+    state, _ = r.drive(S.UPDATING, stored)
+    assert state is S.SUCCEEDED
+    assert r.snaps.calls[0][0] == "revert"  # back to the snapshot before anything runs again
+    assert ("update[1]", "interrupted") in r.journal.outcomes()
 
 
 def test_resume_from_persisted_progress_does_not_repeat_actions() -> None:

@@ -91,7 +91,9 @@ def test_state_groups() -> None:
     # A finished host is back in service, except the one left out for a human.
     assert {S.FAILED_OUT} == OUT_OF_SERVICE & TERMINAL
     assert S.PENDING not in OUT_OF_SERVICE
-    assert set(RolloutState) - {RolloutState.PENDING, RolloutState.RUNNING} == ROLLOUT_DONE
+    assert (
+        set(RolloutState) - {RolloutState.PENDING, RolloutState.RUNNING, RolloutState.PAUSED} == ROLLOUT_DONE
+    )
 
 
 def test_states_are_stored_as_their_lowercase_names() -> None:

@@ -28,8 +28,14 @@ def configure(settings: Settings) -> Celery:
         broker_connection_retry_on_startup=True,
         worker_hijack_root_logger=False,
         worker_redirect_stdouts=False,
-        # The in-memory transport polls; the default of 1 s would add a second to every step.
-        broker_transport_options={"polling_interval": 0.005} if broker.startswith("memory") else {},
+        # The in-memory transport polls; the default of 1 s would add a second to every step. On Redis
+        # or SQS, an unacknowledged message comes back after visibility_timeout: longer than any step.
+        broker_transport_options=(
+            {"polling_interval": 0.005} if broker.startswith("memory") else {"visibility_timeout": 12 * 3600}
+        ),
+        # A lost broker connection does not cancel a running step: its host lease keeps any redelivered
+        # copy from acting until it ends, and the rotated tick token then makes that copy stale.
+        worker_cancel_long_running_tasks_on_connection_loss=False,
         task_default_queue=settings.queue,
         orch_database_url=settings.database_url,
     )

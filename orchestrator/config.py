@@ -49,7 +49,13 @@ def load_settings(env: Mapping[str, str] | None = None, **overrides: object) -> 
     broker_url = env.get("ORCH_BROKER_URL") or None
     concurrency = int(_number(env, "ORCH_WORKER_CONCURRENCY", 4))
     settings = Settings(
-        home=home, database_url=database_url, broker_url=broker_url, worker_concurrency=concurrency
+        home=home,
+        database_url=database_url,
+        broker_url=broker_url,
+        worker_concurrency=concurrency,
+        queue=env.get("ORCH_QUEUE") or Settings.queue,
+        reconcile_every=_number(env, "ORCH_RECONCILE_EVERY", Settings.reconcile_every),
+        reconcile_after=_number(env, "ORCH_RECONCILE_AFTER", Settings.reconcile_after),
     )
     settings = replace(settings, **{k: v for k, v in overrides.items() if v is not None})  # type: ignore[arg-type]
     if settings.database_url.startswith("sqlite:///"):

@@ -44,9 +44,45 @@ def _seconds(value: Any) -> float:
 BatchSize = int | str
 
 
+def _count_or_percent(value: int | str, field: str) -> int | str:
+    if isinstance(value, bool):
+        raise ValueError(f"{field} {value!r} is not a number; a number >= 0 or a percentage like '25%'")
+    if isinstance(value, int):
+        if value < 0:
+            raise ValueError(f"{field} {value} is negative; a number >= 0 or a percentage like '25%'")
+        return value
+    if not (value.endswith("%") and value[:-1].strip().isdigit() and 0 <= int(value[:-1]) <= 100):
+        raise ValueError(f"{field} {value!r} is not valid; a number >= 0 or a percentage '0%'..'100%'")
+    return value
+
+
+class FailureBudget(Strict):
+    """Failed hosts tolerated before `on_failure` applies (both limits hold)."""
+
+    count: int = Field(default=0, ge=0)
+    percent: int | str = "100%"
+
+    _pct = field_validator("percent")(lambda v: _count_or_percent(v, "failure_budget.percent"))
+
+
 class Strategy(Strict):
     batches: list[BatchSize] = [1]
-    on_failure: Literal["halt"] = "halt"
+    # halt: revert the failed host, stop. rollback_all: revert every host this rollout updated, newest
+    # first, then stop. continue: carry on while failures stay within failure_budget, then halt.
+    on_failure: Literal["halt", "rollback_all", "continue"] = "halt"
+    failure_budget: FailureBudget = FailureBudget()
+    max_unavailable: int | str | None = None  # servers out of service at once, ours and others'
+    min_healthy: int | str | None = None  # servers that must stay in service
+    capacity_timeout: Seconds = 600.0  # how long a host may wait for capacity before the rollout fails
+    approve_after: list[int] = []  # batch numbers (1-based) after which a human must approve
+    approval_timeout: Seconds = 14400.0
+    on_approval_timeout: Literal["reject", "approve"] = "reject"
+
+    _dur = field_validator("capacity_timeout", "approval_timeout", mode="before")(_seconds)
+    _mu = field_validator("max_unavailable")(
+        lambda v: None if v is None else _count_or_percent(v, "max_unavailable")
+    )
+    _mh = field_validator("min_healthy")(lambda v: None if v is None else _count_or_percent(v, "min_healthy"))
 
     @field_validator("batches")
     @classmethod
@@ -69,14 +105,48 @@ class Strategy(Strict):
                 )
         return batches
 
+    @field_validator("approve_after")
+    @classmethod
+    def _batches_numbered(cls, after: list[int]) -> list[int]:
+        if any(n < 1 for n in after):
+            raise ValueError("approve_after lists batch numbers from 1; e.g. [1] to approve after the canary")
+        return sorted(set(after))
+
+
+class Sessions(Strict):
+    """User sessions on the server itself, beyond the load balancer's connection count."""
+
+    probe: str  # a command printing the number of active user sessions
+    interval: Seconds = 10.0
+    warn: str | None = None  # a command run at `warn_every` while sessions remain (e.g. message the users)
+    warn_every: Seconds = 300.0
+    # What to do when sessions remain at the drain timeout: postpone (back in service, this host goes to
+    # the end of the rollout, once), skip (back in service, not updated), force (update anyway).
+    on_timeout: Literal["postpone", "skip", "force"] = "postpone"
+
+    _dur = field_validator("interval", "warn_every", mode="before")(_seconds)
+
 
 class Drain(Strict):
     timeout: Seconds = 60.0
-    # What to do when sessions remain at the timeout. "fail" keeps the host in service and fails it
-    # (nothing was changed); "force" proceeds and cuts the remaining sessions.
+    # What to do when connections remain at the timeout. "fail" keeps the host in service and fails it
+    # (nothing was changed); "force" proceeds and cuts the remaining connections.
     on_timeout: Literal["fail", "force"] = "fail"
+    sessions: Sessions | None = None
 
     _dur = field_validator("timeout", mode="before")(_seconds)
+
+
+class Deadlines(Strict):
+    host: Seconds | None = None  # a host's whole pipeline; past it, the host fails (and is reverted)
+    rollout: Seconds | None = None  # the whole rollout; past it, no host starts and the rollout fails
+
+    _dur = field_validator("host", "rollout", mode="before")(lambda v: None if v is None else _seconds(v))
+
+
+class WindowSpec(Strict):
+    timezone: str
+    allowed: list[str]
 
 
 class Snapshot(Strict):
@@ -203,6 +273,8 @@ class Playbook(Strict):
     checks: list[CheckSpec] = Field(min_length=1)
     stabilize: Stabilize = Stabilize()
     revert_checks: list[CheckSpec] | None = None
+    deadlines: Deadlines = Deadlines()
+    window: WindowSpec | None = None
     vars: dict[str, Any] = {}
 
     def old_version_checks(self) -> list[CheckSpec]:

@@ -198,6 +198,12 @@ def resolve(
         snapshot_name = render(
             playbook.snapshot.name, ctx, where=files.playbook.where(("snapshot", "name")), shell=False
         )
+        sessions = playbook.drain.sessions
+        probe = warn = ""
+        if sessions is not None:
+            where = files.playbook.where(("drain", "sessions"))
+            probe = render(sessions.probe, ctx, where=where, shell=True)
+            warn = render(sessions.warn, ctx, where=where, shell=True) if sessions.warn else ""
         snapshot_commands: dict[str, str] = {}
         if isinstance(pool.hypervisor, CommandSnapshotConfig):
             snap_ctx = {**ctx, "snapshot": snapshot_name}
@@ -221,6 +227,8 @@ def resolve(
                 files,
             ),
             snapshot_commands=snapshot_commands,
+            session_probe=probe,
+            session_warn=warn,
         )
     snapshot_timeout = (
         pool.hypervisor.timeout if isinstance(pool.hypervisor, CommandSnapshotConfig) else 120.0
@@ -243,6 +251,16 @@ def resolve(
         stabilize_successes=playbook.stabilize.successes,
         stabilize_timeout=playbook.stabilize.timeout,
         on_failure=playbook.strategy.on_failure,
+        failure_budget=playbook.strategy.failure_budget,
+        max_unavailable=playbook.strategy.max_unavailable,
+        min_healthy=playbook.strategy.min_healthy,
+        capacity_timeout=playbook.strategy.capacity_timeout,
+        approve_after=playbook.strategy.approve_after,
+        approval_timeout=playbook.strategy.approval_timeout,
+        on_approval_timeout=playbook.strategy.on_approval_timeout,
+        deadlines=playbook.deadlines,
+        window=playbook.window,
+        sessions=playbook.drain.sessions,
         loadbalancer=pool.loadbalancer,
         hypervisor=pool.hypervisor,
         hosts=hosts,

@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict
 
 from orchestrator.adapters.remote.base import SSHTarget
 from orchestrator.model.inventory import CommandSnapshotConfig, HAProxyConfig, LibvirtConfig, NoSnapshots
+from orchestrator.model.playbook import Deadlines, FailureBudget, Sessions, WindowSpec
 
 
 class Frozen(BaseModel):
@@ -72,6 +73,8 @@ class HostSpec(Frozen):
     checks: list[CheckSpec]
     revert_checks: list[CheckSpec]
     snapshot_commands: dict[str, str] = {}  # command snapshots: create / revert / delete, rendered
+    session_probe: str = ""  # rendered drain.sessions.probe
+    session_warn: str = ""  # rendered drain.sessions.warn
 
 
 class RolloutSpec(Frozen):
@@ -91,7 +94,17 @@ class RolloutSpec(Frozen):
     stabilize_interval: float
     stabilize_successes: int
     stabilize_timeout: float
-    on_failure: Literal["halt"]
+    on_failure: Literal["halt", "rollback_all", "continue"]
+    failure_budget: FailureBudget = FailureBudget()
+    max_unavailable: int | str | None = None
+    min_healthy: int | str | None = None
+    capacity_timeout: float = 600.0
+    approve_after: list[int] = []
+    approval_timeout: float = 14400.0
+    on_approval_timeout: Literal["reject", "approve"] = "reject"
+    deadlines: Deadlines = Deadlines()
+    window: WindowSpec | None = None
+    sessions: Sessions | None = None
     loadbalancer: HAProxyConfig
     hypervisor: LibvirtConfig | CommandSnapshotConfig | NoSnapshots
     hosts: dict[str, HostSpec]

@@ -130,8 +130,8 @@ BAD = [
     case("batch sizes []", batches("[]"), "batches is empty", "[1, 2, '50%']"),
     case(
         "on_failure unknown",
-        edit("on_failure: halt}", "on_failure: rollback_all}  # <-"),
-        "strategy.on_failure: invalid value 'rollback_all'",
+        edit("on_failure: halt}", "on_failure: panic}  # <-"),
+        "strategy.on_failure: invalid value 'panic'",
         "'halt'",
     ),
     case(

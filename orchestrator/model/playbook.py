@@ -26,8 +26,18 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
+from orchestrator.model import windows
 from orchestrator.model.yamlfile import LineMap, load, parse_duration
 
 Seconds = Annotated[float, Field(ge=0)]
@@ -57,7 +67,8 @@ def _count_or_percent(value: int | str, field: str) -> int | str:
 
 
 class FailureBudget(Strict):
-    """Failed hosts tolerated before `on_failure` applies (both limits hold)."""
+    """Failed hosts tolerated before `on_failure` applies (both limits hold). ``percent`` is of the
+    hosts of the rollout, as "25%" or 25."""
 
     count: int = Field(default=0, ge=0)
     percent: int | str = "100%"
@@ -105,6 +116,15 @@ class Strategy(Strict):
                 )
         return batches
 
+    @model_validator(mode="after")
+    def _continue_needs_budget(self) -> Strategy:
+        if self.on_failure == "continue" and self.failure_budget.count == 0:
+            raise ValueError(
+                "on_failure: continue with no failure budget would halt at the first failure; "
+                "set strategy.failure_budget, e.g. {count: 2, percent: '10%'}"
+            )
+        return self
+
     @field_validator("approve_after")
     @classmethod
     def _batches_numbered(cls, after: list[int]) -> list[int]:
@@ -145,8 +165,27 @@ class Deadlines(Strict):
 
 
 class WindowSpec(Strict):
+    """When the rollout may run; see orchestrator.model.windows for the syntax and DST rules."""
+
     timezone: str
-    allowed: list[str]
+    # Checked item by item first, so a malformed range is reported at its own line.
+    allowed: list[Annotated[str, AfterValidator(windows.check_range)]]
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, name: str) -> str:
+        windows.zone(name)
+        return name
+
+    @field_validator("allowed")
+    @classmethod
+    def _ranges_fit(cls, allowed: list[str], info: ValidationInfo) -> list[str]:
+        if "timezone" in info.data:  # else the zone's own error is the one reported
+            windows.parse_window(info.data["timezone"], allowed)
+        return allowed
+
+    def parsed(self) -> windows.Window:
+        return windows.parse_window(self.timezone, self.allowed)
 
 
 class Snapshot(Strict):

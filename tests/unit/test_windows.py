@@ -8,8 +8,10 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
+import pydantic
 import pytest
 
+from orchestrator.model.playbook import WindowSpec
 from orchestrator.model.windows import Range, Window, parse_range, parse_window, to_utc
 
 PARIS = ZoneInfo("Europe/Paris")
@@ -246,3 +248,20 @@ def test_touching_ranges_are_allowed() -> None:
 )
 def test_local_time_to_utc(wall: datetime, later: bool, expected: datetime) -> None:
     assert to_utc(wall, PARIS, later=later) == expected
+
+
+def test_the_playbook_schema_checks_windows() -> None:
+    spec = WindowSpec.model_validate({"timezone": "Europe/Paris", "allowed": ["Sat 01:00-05:00"]})
+    assert spec.parsed() == Window("Europe/Paris", (Range((5,), 60, 300),))
+    cases = [
+        ({"timezone": "Mars/Olympus", "allowed": ["Sat 01:00-05:00"]}, ("timezone",), "unknown time zone"),
+        ({"timezone": "UTC", "allowed": ["Sat 01:00-05:00", "Sat 1-2"]}, ("allowed", 1), "is malformed"),
+        ({"timezone": "UTC", "allowed": ["Sat 01:00-05:00", "Sat 02:00-03:00"]}, ("allowed",), "overlap"),
+        ({"timezone": "UTC", "allowed": []}, ("allowed",), "the list of ranges is empty"),
+    ]
+    for data, loc, message in cases:
+        with pytest.raises(pydantic.ValidationError) as info:
+            WindowSpec.model_validate(data)
+        first = info.value.errors()[0]
+        assert first["loc"] == loc and message in first["msg"], first
+        assert len(info.value.errors()) == 1

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from alembic import context
 
+import orchestrator.store.schedules  # noqa: F401  (puts its table in Base.metadata)
 from orchestrator.store.schema import Base
 
 connection = context.config.attributes["connection"]

@@ -1,6 +1,7 @@
 """Maintenance windows: open or closed at given instants, when they close and next open, across weeks,
 midnight and daylight-saving changes (Europe/Paris 2026-03-29 and 2026-10-25, America/New_York 2026-03-08
-and 2026-11-01), and every kind of bad input. Time is frozen by passing datetimes: nothing reads the clock.
+and 2026-11-01), every kind of bad input, and operator times read in a window's zone (schedule --at).
+Time is frozen by passing datetimes: nothing reads the clock.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import pytest
 
 from orchestrator.model.playbook import WindowSpec
 from orchestrator.model.windows import Range, Window, parse_range, parse_window, to_utc
+from orchestrator.schedule import parse_at
 
 PARIS = ZoneInfo("Europe/Paris")
 
@@ -265,3 +267,35 @@ def test_the_playbook_schema_checks_windows() -> None:
         first = info.value.errors()[0]
         assert first["loc"] == loc and message in first["msg"], first
         assert len(info.value.errors()) == 1
+
+
+@pytest.mark.parametrize(
+    ("text", "timezone", "expected"),
+    [
+        ("2026-12-05T01:30+01:00", None, u(12, 5, 0, 30)),
+        ("2026-12-05T01:30:00Z", "Europe/Paris", u(12, 5, 1, 30)),  # an explicit zone wins
+        ("2026-12-05 01:30", None, u(12, 5, 1, 30)),  # no window: UTC
+        ("2026-12-05 01:30", "Europe/Paris", u(12, 5, 0, 30)),
+        (" 2026-07-04T01:30 ", "Europe/Paris", u(7, 3, 23, 30)),
+        ("2026-03-29 02:30", "Europe/Paris", u(3, 29, 1)),  # does not exist: the change
+        ("2026-10-25 02:30", "Europe/Paris", u(10, 25, 0, 30)),  # twice: the first
+        ("2026-11-01 01:30", "America/New_York", u(11, 1, 5, 30)),
+    ],
+)
+def test_operator_times(text: str, timezone: str | None, expected: datetime) -> None:
+    assert parse_at(text, timezone) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("tomorrow", "'tomorrow' is not a date and time; ISO 8601 with a zone"),
+        ("2026-12-05", "'2026-12-05' has no time of day; "),
+        ("2026-13-05 01:00", "is not a date and time; "),
+        ("", "'' is not a date and time; "),
+    ],
+)
+def test_bad_operator_times(text: str, message: str) -> None:
+    with pytest.raises(ValueError) as info:
+        parse_at(text, "Europe/Paris")
+    assert message in str(info.value) and "'YYYY-MM-DD HH:MM' in Europe/Paris" in str(info.value)

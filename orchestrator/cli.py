@@ -144,6 +144,89 @@ def resume(rollout: str, actor: str | None) -> None:
     _exit(final, host_states)
 
 
+def _operate(action: str, rollout: str, actor: str | None) -> None:
+    """Apply an operator action; with a broker, act now; otherwise the process running the rollout
+    (its in-process worker's reconciler) carries it out within seconds."""
+    import getpass
+
+    from orchestrator.engine import driver
+    from orchestrator.store.db import Store
+
+    settings = load_settings()
+    store = Store(settings.database_url)
+    scheduler = None
+    if not settings.in_process:
+        from orchestrator.workflows.app import configure
+
+        configure(settings)
+        from orchestrator.workflows.tasks import CeleryScheduler
+
+        scheduler = CeleryScheduler()
+    who = actor or getpass.getuser()
+    if action == "pause":
+        text = driver.pause(store, rollout, who)
+    elif action == "abort":
+        text = driver.abort(store, scheduler, rollout, who)
+    elif action == "rollback":
+        text = driver.rollback(store, scheduler, rollout, who)
+    elif action == "approve":
+        text = driver.approve(store, scheduler, rollout, who)
+    else:
+        text = driver.reject(store, scheduler, rollout, who)
+    console.print(f"{rollout}: {text}", markup=False, soft_wrap=True)
+    if scheduler is None:
+        console.print(
+            f"(no broker: the process running {rollout} applies this within {settings.reconcile_every:g}s)",
+            markup=False,
+        )
+
+
+rollout_arg = click.argument("rollout")
+as_opt = click.option(
+    "--as", "actor", default=None, help="Who does this (recorded); defaults to the login name."
+)
+
+
+@cli.command()
+@rollout_arg
+@as_opt
+def pause(rollout: str, actor: str | None) -> None:
+    """No new host starts; hosts in flight finish and return to the pool. `resume` continues."""
+    _operate("pause", rollout, actor)
+
+
+@cli.command()
+@rollout_arg
+@as_opt
+def abort(rollout: str, actor: str | None) -> None:
+    """Stop: no new host; a host in flight is put back, or finishes (reverted if its checks fail)."""
+    _operate("abort", rollout, actor)
+
+
+@cli.command()
+@rollout_arg
+@as_opt
+def rollback(rollout: str, actor: str | None) -> None:
+    """Revert every host this rollout updated, newest first, through drain, checks and return."""
+    _operate("rollback", rollout, actor)
+
+
+@cli.command()
+@rollout_arg
+@click.option("--as", "actor", required=True, help="Who approves (recorded with the time).")
+def approve(rollout: str, actor: str) -> None:
+    """Let a rollout waiting after a batch (typically the canary) go on."""
+    _operate("approve", rollout, actor)
+
+
+@cli.command()
+@rollout_arg
+@click.option("--as", "actor", required=True, help="Who rejects (recorded with the time).")
+def reject(rollout: str, actor: str) -> None:
+    """Stop a rollout waiting for approval, by its on_failure policy (halt, or roll back)."""
+    _operate("reject", rollout, actor)
+
+
 @cli.command()
 @click.option("--concurrency", type=int, default=None, help="Worker threads/processes (default 4).")
 @click.option("--loglevel", default="INFO", show_default=True)
@@ -175,6 +258,32 @@ def demo(count: int, loopback: bool, keep: bool) -> None:
     from orchestrator.lab.demo import lab_demo, loopback_demo
 
     sys.exit(loopback_demo(console, hosts=count) if loopback else lab_demo(console, vms=count, keep=keep))
+
+
+@cli.command()
+def scheduler() -> None:
+    """Run due schedules with an in-process worker, in the foreground (without a broker). With a broker,
+    every `orchestrator worker` already runs them."""
+    import threading
+
+    from orchestrator.workflows.worker import InProcessWorker
+
+    settings = load_settings()
+    if not settings.in_process:
+        raise click.UsageError("ORCH_BROKER_URL is set: the workers run schedules; `orchestrator worker`")
+    console.print("scheduler running with an in-process worker; Ctrl-C stops it", markup=False)
+    with InProcessWorker(settings):
+        threading.Event().wait()
+
+
+def _attach_schedules() -> None:
+    from orchestrator.cli_schedule import schedule, schedules, unschedule
+
+    for command in (schedule, schedules, unschedule):
+        cli.add_command(command)
+
+
+_attach_schedules()
 
 
 def _attach_lab() -> None:

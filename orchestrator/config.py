@@ -56,6 +56,7 @@ def load_settings(env: Mapping[str, str] | None = None, **overrides: object) -> 
         queue=env.get("ORCH_QUEUE") or Settings.queue,
         reconcile_every=_number(env, "ORCH_RECONCILE_EVERY", Settings.reconcile_every),
         reconcile_after=_number(env, "ORCH_RECONCILE_AFTER", Settings.reconcile_after),
+        lock_stale_after=_number(env, "ORCH_LOCK_STALE_AFTER", Settings.lock_stale_after),
     )
     settings = replace(settings, **{k: v for k, v in overrides.items() if v is not None})  # type: ignore[arg-type]
     if settings.database_url.startswith("sqlite:///"):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
+from pathlib import Path
 
 from orchestrator.config import Settings, load_settings
 from orchestrator.engine.wiring import runtime
@@ -47,6 +48,20 @@ def execute(
         emit(f"rollout {spec.rollout_id}: {spec.name} on pool {spec.pool} ({where(settings)})")
         final = watch(store, spec.rollout_id, emit)
     return final, store.hosts(spec.rollout_id), store.steps(spec.rollout_id)
+
+
+def start_only(playbook: Path, inventory: Path, hosts: tuple[str, ...], settings: Settings) -> str:
+    """Validate, preflight, store and enqueue a rollout without following it: what a schedule does when
+    it comes due (inside a worker, whose Celery app is already configured)."""
+    from orchestrator.inputs import load_spec, new_rollout_id
+
+    spec = load_spec(playbook, inventory, rollout_id=new_rollout_id(), hosts=hosts)
+    preflight(spec, runtime())
+    Store(settings.database_url).create_rollout(spec, stale_after=settings.lock_stale_after)
+    from orchestrator.workflows.tasks import start_rollout
+
+    start_rollout.delay(spec.rollout_id)
+    return spec.rollout_id
 
 
 def resume(rollout_id: str, settings: Settings, actor: str, emit: Callable[[str], None] = print) -> Outcome:

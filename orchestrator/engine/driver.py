@@ -18,19 +18,34 @@ from __future__ import annotations
 import logging
 import os
 import socket
-import time
+import threading
+from collections.abc import Callable
+from pathlib import Path
 from typing import Protocol
 
+from orchestrator.engine.controls import StoreControls
 from orchestrator.engine.pipeline import HostPipeline, Progress
-from orchestrator.engine.rollout import Finish, KeepWaiting, StartBatch, after_host
+from orchestrator.engine.rollout import (
+    AwaitApproval,
+    Finish,
+    HostView,
+    KeepWaiting,
+    RollBackHost,
+    StartBatch,
+    next_step,
+)
 from orchestrator.engine.wiring import Runtime
+from orchestrator.errors import OrchestratorError, RolloutRefused
 from orchestrator.model.states import ROLLOUT_DONE, TERMINAL, HostState, RolloutState
-from orchestrator.store.db import Store, now
+from orchestrator.store.db import Rollout, Store, now
 
 log = logging.getLogger(__name__)
 
 LEASE = 60.0  # seconds a tick may act on a host before its claim must be renewed
 OWNER = f"{socket.gethostname()}/{os.getpid()}"
+
+
+StartRollout = Callable[[Path, Path, tuple[str, ...]], str]
 
 
 class Scheduler(Protocol):
@@ -114,11 +129,13 @@ def tick(
     status = store.host(rollout_id, host)
     delay: float | None = None
     try:
-        if status.state not in TERMINAL:
+        if status.state not in TERMINAL or (
+            status.progress.get("rollback") and status.state is HostState.SUCCEEDED
+        ):
             spec = rollout.spec
-            pipeline = HostPipeline(
-                spec, spec.hosts[host], runtime.adapters(spec), StoreJournal(store, rollout_id, owner)
-            )
+            adapters = runtime.adapters(spec)
+            adapters.controls = StoreControls(store, spec, adapters.lb)
+            pipeline = HostPipeline(spec, spec.hosts[host], adapters, StoreJournal(store, rollout_id, owner))
             _, progress, delay = pipeline.advance(status.state, Progress.from_json(status.progress))
             _note_blocked(store, rollout_id, host, progress)
     except Exception as exc:  # a bug or a dead store: stop loudly, naming where the host stands
@@ -135,7 +152,7 @@ def tick(
     if delay is not None:
         schedule(store, scheduler, rollout_id, host, delay)
         return
-    host_done(store, scheduler, rollout_id)
+    host_done(store, scheduler, rollout_id, runtime)
 
 
 def _note_blocked(store: Store, rollout_id: str, host: str, progress: Progress) -> None:
@@ -156,29 +173,190 @@ def _note_blocked(store: Store, rollout_id: str, host: str, progress: Progress) 
         store.set_rollout_state(rollout_id, RolloutState.RUNNING)
 
 
-def host_done(store: Store, scheduler: Scheduler, rollout_id: str) -> None:
+def _views(store: Store, rollout_id: str) -> list[HostView]:
+    return [
+        HostView(h.name, h.batch, i, h.state, str(h.progress.get("error", "")))
+        for i, h in enumerate(store.hosts(rollout_id))
+    ]
+
+
+def host_done(store: Store, scheduler: Scheduler, rollout_id: str, runtime: Runtime | None = None) -> None:
+    """A host finished (or the rollout's state changed): decide what the rollout does next."""
     rollout = store.rollout(rollout_id)
-    if rollout is None or rollout.state in ROLLOUT_DONE:
+    if rollout is None or rollout.state in ROLLOUT_DONE or rollout.state is RolloutState.AWAITING_APPROVAL:
         return
-    hosts = store.hosts(rollout_id)
-    states = {h.name: h.state for h in hosts}
-    errors = {h.name: str(h.progress.get("error", "")) for h in hosts}
-    decision = after_host(rollout.spec, rollout.current_batch, states, errors)
+    decision = next_step(rollout.spec, rollout.state, rollout.current_batch, _views(store, rollout_id))
     if isinstance(decision, KeepWaiting):
         return
-    # Several hosts of a batch may finish at once in different workers: one claim wins.
-    if not store.claim_next_batch(rollout_id, rollout.current_batch):
-        return
     if isinstance(decision, StartBatch):
-        for host in decision.hosts:
-            schedule(store, scheduler, rollout_id, host)
+        # Several hosts of a batch may finish at once in different workers: one claim wins.
+        if store.claim_next_batch(rollout_id, rollout.current_batch):
+            start_hosts(store, scheduler, rollout_id, decision.hosts)
+        return
+    if isinstance(decision, AwaitApproval):
+        if store.claim_next_batch(rollout_id, rollout.current_batch):
+            spec = rollout.spec
+            store.set_rollout_state(
+                rollout_id,
+                RolloutState.AWAITING_APPROVAL,
+                f"batch {decision.done_batch + 1} done; `orchestrator approve {rollout_id} --as NAME` "
+                f"or `orchestrator reject {rollout_id} --as NAME` (after {spec.approval_timeout:g}s: "
+                f"{spec.on_approval_timeout})",
+            )
+            store.record_action(
+                rollout_id, "approval_requested", "orchestrator", f"after batch {decision.done_batch + 1}"
+            )
+        return
+    if isinstance(decision, RollBackHost):
+        if rollout.state is not RolloutState.ROLLING_BACK:
+            store.skip_pending(rollout_id)
+            store.set_rollout_state(rollout_id, RolloutState.ROLLING_BACK, "rollback_all after failures")
+        _start_rollback(store, scheduler, rollout_id, decision.host)
         return
     assert isinstance(decision, Finish)
-    for h in hosts:
-        if h.state is HostState.PENDING:
-            store.save_host(rollout_id, h.name, HostState.SKIPPED, h.progress)
-    final = RolloutState.SUCCEEDED if decision.succeeded else RolloutState.HALTED
-    store.set_rollout_state(rollout_id, final, decision.reason)
+    store.skip_pending(rollout_id)
+    if store.finish_rollout(rollout_id, decision.state, decision.reason) and decision.succeeded:
+        _delete_snapshots(store, rollout, runtime)
+
+
+def start_hosts(store: Store, scheduler: Scheduler, rollout_id: str, hosts: list[str]) -> None:
+    for name in hosts:
+        status = store.host(rollout_id, name)
+        if status.progress.get("outcome") == "postpone":  # its second chance starts now
+            store.save_host(rollout_id, name, status.state, {**status.progress, "outcome": ""})
+        schedule(store, scheduler, rollout_id, name)
+
+
+def _start_rollback(store: Store, scheduler: Scheduler, rollout_id: str, host: str) -> None:
+    status = store.host(rollout_id, host)
+    if status.progress.get("rollback"):
+        return  # already on its way back
+    store.save_host(rollout_id, host, status.state, {**status.progress, "rollback": True, "reverted": False})
+    schedule(store, scheduler, rollout_id, host)
+
+
+def _delete_snapshots(store: Store, rollout: Rollout, runtime: Runtime | None) -> None:
+    """retention delete_on_success: once the whole rollout succeeded, its snapshots go (best effort)."""
+    spec = rollout.spec
+    if runtime is None or not spec.snapshot_enabled or spec.snapshot_retention != "delete_on_success":
+        return
+    for status in store.hosts(rollout.id):
+        name = str(status.progress.get("snapshot", ""))
+        snapshots = runtime.snapshots(spec, spec.hosts[status.name]) if name else None
+        if snapshots is None:
+            continue
+        try:
+            snapshots.delete(spec.hosts[status.name].domain, name)
+            store.record_action(rollout.id, "snapshot_deleted", "orchestrator", f"{status.name}: {name}")
+        except OrchestratorError as exc:
+            store.record_action(rollout.id, "snapshot_kept", "orchestrator", f"{status.name}: {name}: {exc}")
+
+
+# operator actions
+def pause(store: Store, rollout_id: str, actor: str) -> str:
+    rollout = _active(store, rollout_id)
+    if rollout.state not in (RolloutState.RUNNING, RolloutState.PAUSED):
+        raise RolloutRefused(f"rollout {rollout_id} is {rollout.state.value}: only a running one can pause")
+    store.set_rollout_state(rollout_id, RolloutState.PAUSED, f"paused by {actor}")
+    store.record_action(rollout_id, "pause", actor)
+    return "paused: no new host starts; hosts in flight finish and return to the pool"
+
+
+def unpause(store: Store, rollout_id: str, actor: str) -> None:
+    rollout = store.rollout(rollout_id)
+    if rollout is not None and rollout.state is RolloutState.PAUSED:
+        store.set_rollout_state(rollout_id, RolloutState.RUNNING)
+        store.record_action(rollout_id, "unpause", actor, rollout.reason)
+
+
+def abort(store: Store, scheduler: Scheduler | None, rollout_id: str, actor: str) -> str:
+    _active(store, rollout_id)
+    skipped = store.skip_pending(rollout_id)
+    store.set_rollout_state(rollout_id, RolloutState.ABORTING, f"aborted by {actor}")
+    store.record_action(rollout_id, "abort", actor, f"skipped: {', '.join(skipped) or 'none'}")
+    _carry_on(store, scheduler, rollout_id)
+    return (
+        f"aborting: {len(skipped)} hosts will not start; a host in flight is put back as it was, or "
+        "finishes its update and checks (and is reverted if they fail)"
+    )
+
+
+def rollback(store: Store, scheduler: Scheduler | None, rollout_id: str, actor: str) -> str:
+    rollout = store.rollout(rollout_id)
+    if rollout is None:
+        raise RolloutRefused(f"no rollout {rollout_id}; see `orchestrator history`")
+    if rollout.state in ROLLOUT_DONE:
+        if rollout.spec.snapshot_retention == "delete_on_success" and rollout.state is RolloutState.SUCCEEDED:
+            raise RolloutRefused(
+                f"rollout {rollout_id} succeeded and its snapshots were deleted "
+                "(retention delete_on_success); use `snapshot: {retention: keep}` to keep "
+                "rollback possible after the end"
+            )
+        store.reacquire_pool(rollout_id, rollout.pool)
+    store.skip_pending(rollout_id)
+    store.set_rollout_state(rollout_id, RolloutState.ROLLING_BACK, f"rollback requested by {actor}")
+    store.record_action(rollout_id, "rollback", actor)
+    _carry_on(store, scheduler, rollout_id)
+    return "rolling back: every host this rollout updated is reverted, newest first"
+
+
+def approve(store: Store, scheduler: Scheduler | None, rollout_id: str, actor: str) -> str:
+    rollout = _awaiting(store, rollout_id)
+    store.set_rollout_state(rollout_id, RolloutState.RUNNING)
+    store.record_action(rollout_id, "approve", actor, f"batch {rollout.current_batch + 1} may start")
+    hosts = [
+        h.name
+        for h in store.hosts(rollout_id)
+        if h.batch == rollout.current_batch and h.state is HostState.PENDING
+    ]
+    if scheduler is not None:
+        start_hosts(store, scheduler, rollout_id, hosts)
+    return f"approved by {actor}: batch {rollout.current_batch + 1} starts ({', '.join(hosts)})"
+
+
+def reject(store: Store, scheduler: Scheduler | None, rollout_id: str, actor: str) -> str:
+    rollout = _awaiting(store, rollout_id)
+    store.record_action(rollout_id, "reject", actor)
+    store.skip_pending(rollout_id)
+    if rollout.spec.on_failure == "rollback_all":
+        store.set_rollout_state(rollout_id, RolloutState.ROLLING_BACK, f"rejected by {actor}: rolling back")
+        _carry_on(store, scheduler, rollout_id)
+        return f"rejected by {actor}: rolling back every host this rollout updated"
+    store.finish_rollout(rollout_id, RolloutState.HALTED, f"halted: rejected by {actor}")
+    return f"rejected by {actor}: the rollout stops here"
+
+
+def _carry_on(store: Store, scheduler: Scheduler | None, rollout_id: str) -> None:
+    """Act on a state change now when we can deliver ticks; otherwise (an in-process worker in another
+    process runs this rollout) its reconciler carries the change out within seconds."""
+    if scheduler is not None:
+        host_done(store, scheduler, rollout_id)
+
+
+def _active(store: Store, rollout_id: str) -> Rollout:
+    rollout = store.rollout(rollout_id)
+    if rollout is None or rollout.state in ROLLOUT_DONE:
+        state = rollout.state.value if rollout else "unknown"
+        raise RolloutRefused(f"rollout {rollout_id} is {state}; see `orchestrator history`")
+    return rollout
+
+
+def _awaiting(store: Store, rollout_id: str) -> Rollout:
+    rollout = _active(store, rollout_id)
+    if rollout.state is not RolloutState.AWAITING_APPROVAL:
+        raise RolloutRefused(f"rollout {rollout_id} is {rollout.state.value}, not awaiting approval")
+    return rollout
+
+
+def _approval_timeouts(store: Store, scheduler: Scheduler, rollout: Rollout) -> list[str]:
+    asked = [at for at, action, _, _ in store.actions(rollout.id) if action == "approval_requested"]
+    if not asked or now() - asked[-1] < rollout.spec.approval_timeout:
+        return []
+    decide = approve if rollout.spec.on_approval_timeout == "approve" else reject
+    return [
+        f"approval timed out after {rollout.spec.approval_timeout:g}s: "
+        f"{decide(store, scheduler, rollout.id, 'approval timeout')}"
+    ]
 
 
 def resume(
@@ -197,10 +375,23 @@ def resume(
         state = store.host(rollout_id, host).state
         schedule(store, scheduler, rollout_id, host)
         done.append(f"{host}: resumed in {state.value}")
-    current = [h for h in store.hosts(rollout_id) if h.batch == rollout.current_batch]
-    if current and all(h.state in TERMINAL for h in current):
-        host_done(store, scheduler, rollout_id)  # a crash between a host's end and the next batch
-        done.append(f"batch {rollout.current_batch + 1} complete: moved on")
+    unstarted = [
+        h.name
+        for h in store.hosts(rollout_id)
+        if h.batch == rollout.current_batch and h.state is HostState.PENDING and not h.token
+    ]
+    if unstarted and rollout.state in (RolloutState.RUNNING, RolloutState.PAUSED):
+        start_hosts(store, scheduler, rollout_id, unstarted)  # approved from another process, say
+        done.append(f"started {', '.join(unstarted)}")
+    if rollout.state is RolloutState.AWAITING_APPROVAL:
+        done += _approval_timeouts(store, scheduler, rollout)
+    elif not any(
+        h.state not in TERMINAL and h.state is not HostState.PENDING for h in store.hosts(rollout_id)
+    ):
+        host_done(store, scheduler, rollout_id)  # a crash between a host's end and what comes next
+        after = store.rollout(rollout_id)
+        if after is not None and (after.state, after.current_batch) != (rollout.state, rollout.current_batch):
+            done.append(f"moved on: {after.state.value}, batch {after.current_batch + 1}")
     for line in done:
         store.record_action(rollout_id, "resume", actor, line)
     return done
@@ -220,16 +411,30 @@ def reconcile(store: Store, scheduler: Scheduler, *, quiet_for: float = 30.0) ->
 
 
 def reconcile_forever(
-    store: Store, scheduler: Scheduler, *, every: float = 5.0, quiet_for: float = 30.0, stop: object = None
+    store: Store,
+    scheduler: Scheduler,
+    *,
+    every: float = 5.0,
+    quiet_for: float = 30.0,
+    stop: threading.Event | None = None,
+    start: StartRollout | None = None,
 ) -> None:
-    """The reconciler loop run by every worker (a thread); any number of them may run at once."""
-    import threading
+    """The reconciler loop run by every worker (a thread); any number of them may run at once. With
+    ``start``, it also starts the schedules that came due (each claimed by exactly one worker)."""
+    from orchestrator.schedule import due_rollouts
 
-    event = stop if isinstance(stop, threading.Event) else threading.Event()
+    event = stop or threading.Event()
     while not event.wait(every):
         try:
             for line in reconcile(store, scheduler, quiet_for=quiet_for):
                 log.warning("reconciler: %s", line)
+            if start is not None:
+                for schedule_row in due_rollouts(store, now(), start):
+                    log.warning(
+                        "scheduler: schedule %s -> %s %s",
+                        schedule_row.id,
+                        schedule_row.state,
+                        schedule_row.rollout_id or schedule_row.detail,
+                    )
         except Exception:  # the store may be down for a moment; the next round tries again
             log.exception("reconciler round failed")
-        time.sleep(0)

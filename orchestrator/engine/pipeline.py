@@ -13,14 +13,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
 from orchestrator.adapters.checks.base import Check, CheckResult
 from orchestrator.adapters.hypervisors.base import Snapshots
 from orchestrator.adapters.loadbalancers.base import LoadBalancer
 from orchestrator.adapters.remote.base import Remote
-from orchestrator.errors import CommandTimeout, LoadBalancerError, OrchestratorError
+from orchestrator.errors import CheckError, CommandTimeout, LoadBalancerError, OrchestratorError
 from orchestrator.model.spec import CheckSpec, HostSpec, RolloutSpec
 from orchestrator.model.states import TERMINAL, HostState, check_transition
 from orchestrator.retry import RetryPolicy
@@ -45,6 +45,14 @@ class Progress:
     running_step: int = -1  # set, durably, before an update command runs; cleared when it ended
     blocked: str = ""  # why the host cannot go on right now (load balancer unreachable)
     blocked_since: float = 0.0
+    host_started: float = 0.0  # when the host left pending (its deadline counts from here)
+    rollback: bool = False  # this host, already updated, is being rolled back with the whole rollout
+    user_sessions: int = -1  # last count from the session probe
+    last_probe: float = 0.0
+    last_warn: float = 0.0
+    postponed: int = 0
+    outcome: str = ""  # "skip" or "postpone": how a drain that would not end was settled
+    capacity_since: float = 0.0  # when the host began waiting for capacity
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -58,6 +66,7 @@ class Progress:
 class Goto:
     state: HostState
     detail: str = ""
+    outcome: str = "ok"
 
 
 @dataclass(frozen=True)
@@ -86,6 +95,51 @@ class Next:
 Decision = Goto | Wait | Fail | Next
 
 
+@dataclass(frozen=True)
+class Proceed:
+    pass
+
+
+@dataclass(frozen=True)
+class Hold:
+    reason: str  # what the host waits for: capacity, the window, a pause
+    delay: float
+    capacity: bool = False  # waiting for capacity is bounded by the strategy's capacity_timeout
+
+
+@dataclass(frozen=True)
+class Refuse:
+    reason: str  # the host will not start (a deadline passed, capacity never came back)
+
+
+GateDecision = Proceed | Hold | Refuse
+
+
+class Controls(Protocol):
+    """The rollout-level decisions a host needs from outside itself."""
+
+    def gate(self, host: HostSpec, rollback: bool) -> GateDecision:
+        """May this host be drained now? Proceed also claims its place (capacity) atomically."""
+
+    def aborting(self) -> bool: ...
+
+    def postpone(self, host: HostSpec) -> None:
+        """Move the host to the end of the rollout."""
+
+
+class NoControls:
+    """Every host may start; nothing aborts. For unit tests and single-host tools."""
+
+    def gate(self, host: HostSpec, rollback: bool) -> GateDecision:
+        return Proceed()
+
+    def aborting(self) -> bool:
+        return False
+
+    def postpone(self, host: HostSpec) -> None:
+        pass
+
+
 class RemotePool(Protocol):
     def get(self, host: HostSpec) -> Remote: ...
     def discard(self, host: HostSpec) -> None: ...
@@ -97,6 +151,7 @@ class Adapters:
     snapshots: Callable[[HostSpec], Snapshots | None]
     remotes: RemotePool
     check: Callable[[CheckSpec, HostSpec], Check]
+    controls: Controls = field(default_factory=NoControls)
 
 
 class Journal(Protocol):
@@ -125,6 +180,9 @@ def poll_delay(elapsed: float) -> float:
     """Poll fast at first (most drains end within a request's time), then back off to 1 s."""
     return min(1.0, max(0.02, elapsed / 10))
 
+
+# The forward path: where an abort or the host deadline may interrupt.
+FORWARD = frozenset({S.DRAINING, S.OUT_OF_POOL, S.SNAPSHOTTING, S.UPDATING, S.CHECKING, S.RETURNING})
 
 # The journal step name each state records, and what its failure leads to.
 STEP_NAMES = {
@@ -158,7 +216,8 @@ class HostPipeline:
         self.retry = retry or RetryPolicy()
         self.clock = clock
         self._handlers: dict[HostState, Callable[[Progress], Decision]] = {
-            S.PENDING: lambda p: Goto(S.DRAINING),
+            S.PENDING: self._pending,
+            S.SUCCEEDED: self._pending,  # only reached when rolling back
             S.DRAINING: self._draining,
             S.OUT_OF_POOL: self._out_of_pool,
             S.SNAPSHOTTING: self._snapshotting,
@@ -171,11 +230,17 @@ class HostPipeline:
         }
 
     # the loop
+    def _done(self, state: HostState, progress: Progress) -> bool:
+        if state is S.SUCCEEDED and progress.rollback:
+            return False
+        return state in TERMINAL or (state is S.PENDING and progress.outcome == "postpone")
+
     def advance(self, state: HostState, progress: Progress) -> tuple[HostState, Progress, float | None]:
-        """Act until the host must wait (returns the delay) or is done (returns None)."""
-        while state not in TERMINAL:
+        """Act until the host must wait (returns the delay) or is done (returns None). A host postponed
+        to the end of the rollout is done for now: its batch will start it again."""
+        while not self._done(state, progress):
             try:
-                decision = self._handlers[state](progress)
+                decision = self._interruption(state, progress) or self._handlers[state](progress)
                 progress.blocked = ""
             except LoadBalancerError as exc:
                 decision = self._lb_outage(progress, exc)
@@ -197,7 +262,7 @@ class HostPipeline:
                 self._end_step(progress, "failed", decision.reason, decision.exit_code, decision.output_tail)
                 state = self._move(state, self._failure_target(state, progress), progress)
             else:
-                self._end_step(progress, "ok", decision.detail)
+                self._end_step(progress, decision.outcome, decision.detail)
                 state = self._move(state, decision.state, progress)
         return state, progress, None
 
@@ -258,7 +323,20 @@ class HostPipeline:
             )
             progress.journal_id = 0
 
+    def _interruption(self, state: HostState, p: Progress) -> Decision | None:
+        """An abort, or the host's deadline, stops the forward path where it is still safe to."""
+        if p.rollback or state in (S.PENDING, S.SUCCEEDED) or state not in FORWARD:
+            return None
+        if state in (S.DRAINING, S.OUT_OF_POOL, S.SNAPSHOTTING) and self.adapters.controls.aborting():
+            return Fail("aborted by an operator before the update began; put back as it was")
+        deadline = self.spec.deadlines.host
+        if deadline and p.host_started and self.clock() - p.host_started > deadline:
+            return Fail(f"the host deadline ({deadline:g}s) passed in {STEP_NAMES[state]}")
+        return None
+
     def _failure_target(self, state: HostState, progress: Progress) -> HostState:
+        if state is S.PENDING:
+            return S.FAILED  # refused at the gate: nothing was touched
         if state in (S.DRAINING, S.OUT_OF_POOL, S.SNAPSHOTTING):
             return S.RESTORING  # nothing on the server changed yet: put it back as it was
         if state in (S.UPDATING, S.CHECKING, S.RETURNING):
@@ -276,28 +354,107 @@ class HostPipeline:
         return self.clock() - progress.since
 
     # states
+    def _pending(self, p: Progress) -> Decision:
+        decision = self.adapters.controls.gate(self.host, p.rollback)
+        if isinstance(decision, Hold):
+            p.detail = f"waiting for {decision.reason}"
+            if not decision.capacity:
+                p.capacity_since = 0.0
+                return Wait(decision.delay)
+            p.capacity_since = p.capacity_since or self.clock()
+            waited = self.clock() - p.capacity_since
+            if waited > self.spec.capacity_timeout and not p.rollback:
+                return Fail(f"no capacity for {self.spec.capacity_timeout:g}s: {decision.reason}")
+            return Wait(decision.delay)
+        if isinstance(decision, Refuse):
+            return Fail(decision.reason)
+        p.host_started = self.clock()
+        p.outcome = ""
+        return Goto(S.DRAINING, "rolling back" if p.rollback else "")
+
     def _draining(self, p: Progress) -> Decision:
         server = self.host.lb_server
         if not p.entered:
             self._call(p, lambda: self.adapters.lb.drain(server))
             p.entered = True
         state = self._call(p, lambda: self.adapters.lb.state(server))
-        if state.sessions == 0:
-            return Goto(S.OUT_OF_POOL, "no sessions left")
         elapsed = self._elapsed(p)
+        sessions = self.spec.sessions
+        if state.sessions == 0 and (sessions is None or not self.host.session_probe):
+            return Goto(S.OUT_OF_POOL, "no connections left")
+        if state.sessions == 0 and sessions is not None:
+            users = self._user_sessions(p, sessions.interval)
+            if users == 0:
+                return Goto(S.OUT_OF_POOL, "no connections, no user sessions left")
+            self._warn_users(p, sessions.warn_every)
+            p.detail = f"{users} user sessions left"
+        else:
+            p.detail = f"{state.sessions} connections left"
         if elapsed >= self.spec.drain_timeout:
-            if self.spec.drain_on_timeout == "force":
-                return Goto(S.OUT_OF_POOL, f"drain timeout: forcing with {state.sessions} sessions left")
-            return Fail(
-                f"{state.sessions} sessions still open after the drain timeout "
-                f"({self.spec.drain_timeout:g}s); server left in service, nothing changed"
-            )
-        p.detail = f"{state.sessions} sessions left"
-        delay = min(poll_delay(elapsed), self.spec.drain_timeout - elapsed)
+            return self._drain_timed_out(p, state.sessions)
+        interval = sessions.interval if state.sessions == 0 and sessions is not None else poll_delay(elapsed)
+        delay = min(interval, self.spec.drain_timeout - elapsed)
         return Wait(delay, work=delay)
+
+    def _user_sessions(self, p: Progress, interval: float) -> int:
+        """Run the session probe at most once per interval; its output is the number of user sessions."""
+        now = self.clock()
+        if p.user_sessions >= 0 and now - p.last_probe < interval:
+            return p.user_sessions
+        remote = self._call(p, lambda: self.adapters.remotes.get(self.host))
+        result = remote.run(self.host.session_probe, timeout=30)
+        p.work += result.duration
+        text = result.stdout.strip()
+        if not result.ok or not text.isdigit():
+            raise CheckError(
+                f"session probe on {self.host.name} exited {result.exit_code} printing "
+                f"{text[-80:]!r}; it must print the number of active user sessions"
+            )
+        p.user_sessions = int(text)
+        p.last_probe = now
+        return p.user_sessions
+
+    def _warn_users(self, p: Progress, every: float) -> None:
+        if not self.host.session_warn or (p.last_warn and self.clock() - p.last_warn < every):
+            return
+        remote = self.adapters.remotes.get(self.host)
+        result = remote.run(self.host.session_warn, timeout=30)
+        p.work += result.duration
+        p.last_warn = self.clock()
+
+    def _drain_timed_out(self, p: Progress, connections: int) -> Decision:
+        timeout = self.spec.drain_timeout
+        if connections > 0:
+            if self.spec.drain_on_timeout == "force":
+                return Goto(S.OUT_OF_POOL, f"drain timeout: forcing with {connections} connections left")
+            return Fail(
+                f"{connections} connections still open after the drain timeout ({timeout:g}s); "
+                "server left in service, nothing changed"
+            )
+        assert self.spec.sessions is not None
+        policy = self.spec.sessions.on_timeout
+        users = p.user_sessions
+        if policy == "force":
+            return Goto(S.OUT_OF_POOL, f"drain timeout: forcing with {users} user sessions left")
+        if policy == "postpone" and p.postponed == 0:
+            p.postponed += 1
+            p.outcome = "postpone"
+            return Goto(
+                S.RESTORING,
+                f"{users} user sessions after {timeout:g}s: postponed to the end",
+                outcome="postponed",
+            )
+        p.outcome = "skip"
+        return Goto(
+            S.RESTORING,
+            f"{users} user sessions after {timeout:g}s: skipped, left as it was",
+            outcome="skipped",
+        )
 
     def _out_of_pool(self, p: Progress) -> Decision:
         self._call(p, lambda: self.adapters.lb.maint(self.host.lb_server))
+        if p.rollback:
+            return Goto(S.REVERTING, "maint; rolling back")
         nxt = S.SNAPSHOTTING if self.spec.snapshot_enabled else S.UPDATING
         return Goto(nxt, "maint")
 
@@ -407,16 +564,8 @@ class HostPipeline:
         return Wait(delay, work=delay)
 
     def _returning(self, p: Progress) -> Decision:
-        decision = self._wait_up(p, Goto(S.SUCCEEDED, "UP"), "back in pool")
-        if isinstance(decision, Goto) and p.snapshot and self.spec.snapshot_retention == "delete_on_success":
-            snapshots = self.adapters.snapshots(self.host)
-            if snapshots is not None:
-                try:
-                    self._call(p, lambda: snapshots.delete(self.host.domain, p.snapshot))
-                    return Goto(S.SUCCEEDED, f"UP; snapshot {p.snapshot} deleted")
-                except OrchestratorError as exc:  # the host is fine; a leftover snapshot is only a warning
-                    return Goto(S.SUCCEEDED, f"UP; WARNING snapshot {p.snapshot} not deleted: {exc}")
-        return decision
+        # The snapshot stays until the rollout ends: rollback_all and `orchestrator rollback` need it.
+        return self._wait_up(p, Goto(S.SUCCEEDED, "UP"), "back in pool")
 
     def _reverting(self, p: Progress) -> Decision:
         snapshots = self.adapters.snapshots(self.host)
@@ -438,5 +587,12 @@ class HostPipeline:
         )
 
     def _restoring(self, p: Progress) -> Decision:
+        if p.outcome == "postpone":
+            decision = self._wait_up(p, Goto(S.PENDING, "back in service; postponed"), "restore")
+            if isinstance(decision, Goto):
+                self.adapters.controls.postpone(self.host)
+            return decision
+        if p.outcome == "skip":
+            return self._wait_up(p, Goto(S.SKIPPED, "back in service; not updated"), "restore")
         final = S.ROLLED_BACK if p.reverted else S.FAILED
         return self._wait_up(p, Goto(final, "back in pool on the old version"), "restore")

@@ -7,7 +7,9 @@ on loopback and by `orchestrator demo --loopback`.
 
 from __future__ import annotations
 
+import os
 import shutil
+import socket
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,12 +44,27 @@ class FarmHost:
     app_dir: Path
 
 
+def free_subnet(app_port: int = 8080) -> str:
+    """A 127.x.y subnet whose first host address is free, so farms of parallel runs never collide."""
+    start = os.getpid() % 200
+    for n in range(200):
+        subnet = f"127.77.{(start + n) % 200 + 1}"
+        with socket.socket() as probe:
+            try:
+                probe.bind((f"{subnet}.11", app_port))
+            except OSError:
+                continue
+        return subnet
+    raise RuntimeError("no free 127.77.x subnet for a loopback farm: are 200 farms running?")
+
+
 class LoopbackFarm:
     def __init__(
-        self, workdir: Path, *, hosts: int = 3, delay_ms: int = 150, subnet: str = "127.77.0"
+        self, workdir: Path, *, hosts: int = 3, delay_ms: int = 150, subnet: str | None = None
     ) -> None:
         self.workdir = workdir
         self.delay_ms = delay_ms
+        subnet = subnet or free_subnet()
         self.hosts = [
             FarmHost(f"host{i}", f"{subnet}.{10 + i}", 8080, workdir / f"host{i}" / "app")
             for i in range(1, hosts + 1)

@@ -19,7 +19,14 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from orchestrator.errors import RolloutRefused
 from orchestrator.model.spec import RolloutSpec
-from orchestrator.model.states import ROLLOUT_DONE, TERMINAL, HostState, RolloutState, check_transition
+from orchestrator.model.states import (
+    OUT_OF_SERVICE,
+    ROLLOUT_DONE,
+    TERMINAL,
+    HostState,
+    RolloutState,
+    check_transition,
+)
 from orchestrator.store.migrate import upgrade
 from orchestrator.store.schema import ActionRow, HostRow, PoolLockRow, RolloutRow, StepRow
 
@@ -49,6 +56,7 @@ class HostStatus:
     state: HostState
     progress: dict[str, Any]
     updated_at: float
+    token: str = ""  # empty: no tick chain was ever started for this host
 
 
 @dataclass(frozen=True)
@@ -252,7 +260,9 @@ class Store:
             r = s.get(HostRow, (rollout_id, name))
             if r is None:
                 raise KeyError(f"rollout {rollout_id} has no host {name}")
-            return HostStatus(r.name, r.batch, HostState(r.state), json.loads(r.progress_json), r.updated_at)
+            return HostStatus(
+                r.name, r.batch, HostState(r.state), json.loads(r.progress_json), r.updated_at, r.token
+            )
 
     def save_host(self, rollout_id: str, name: str, state: HostState, progress: dict[str, Any]) -> None:
         """Persist a host's state; refuses transitions the table does not allow."""
@@ -266,6 +276,73 @@ class Store:
             row.state = state.value
             row.progress_json = json.dumps(progress)
             row.updated_at = now()
+
+    def claim_start(
+        self, rollout_id: str, name: str, to: HostState, decide: Callable[[set[str]], bool]
+    ) -> bool:
+        """Move a host out of pending (or succeeded, to roll it back) into ``to`` only if ``decide``
+        agrees, given this rollout's hosts already out of service. One host at a time per rollout: the
+        first statement locks the rollout's row, so two hosts of a batch never both take the last slot."""
+        with self.session() as s:
+            s.execute(
+                update(RolloutRow)
+                .where(RolloutRow.id == rollout_id)
+                .values(current_batch=RolloutRow.current_batch)
+            )
+            rows = s.scalars(select(HostRow).where(HostRow.rollout_id == rollout_id)).all()
+            out = {r.name for r in rows if HostState(r.state) in OUT_OF_SERVICE}
+            row = next((r for r in rows if r.name == name), None)
+            if row is None or not decide(out):
+                return False
+            check_transition(HostState(row.state), to)
+            row.state = to.value
+            row.updated_at = now()
+            return True
+
+    def move_host_to_batch(self, rollout_id: str, name: str, batch: int) -> None:
+        with self.session() as s:
+            s.execute(
+                update(HostRow)
+                .where(HostRow.rollout_id == rollout_id, HostRow.name == name)
+                .values(batch=batch)
+            )
+
+    def finish_rollout(self, rollout_id: str, state: RolloutState, reason: str) -> bool:
+        """Set a final state once: of several workers deciding the end at once, one wins."""
+        with self.session() as s:
+            result = s.execute(
+                update(RolloutRow)
+                .where(RolloutRow.id == rollout_id, RolloutRow.state.not_in([x.value for x in ROLLOUT_DONE]))
+                .values(state=state.value, reason=reason, finished_at=now())
+            )
+            won = bool(getattr(result, "rowcount", 0) == 1)
+            if won:
+                s.execute(delete(PoolLockRow).where(PoolLockRow.rollout_id == rollout_id))
+            return won
+
+    def skip_pending(self, rollout_id: str) -> list[str]:
+        with self.session() as s:
+            rows = s.scalars(
+                select(HostRow).where(
+                    HostRow.rollout_id == rollout_id, HostRow.state == HostState.PENDING.value
+                )
+            ).all()
+            for row in rows:
+                row.state = HostState.SKIPPED.value
+                row.updated_at = now()
+            return [r.name for r in rows]
+
+    def reacquire_pool(self, rollout_id: str, pool: str) -> None:
+        """Take the pool's lock again for a finished rollout that must be rolled back."""
+        with self.session() as s:
+            lock = s.get(PoolLockRow, pool, with_for_update=True)
+            if lock is not None and lock.rollout_id != rollout_id:
+                raise RolloutRefused(
+                    f"pool {pool} is being updated by rollout {lock.rollout_id}; "
+                    f"roll back {rollout_id} once it is over"
+                )
+            if lock is None:
+                s.add(PoolLockRow(pool=pool, rollout_id=rollout_id, acquired_at=now()))
 
     # leases and tick tokens
     def new_token(self, rollout_id: str, name: str) -> str:

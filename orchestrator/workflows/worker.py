@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import socket
 import threading
+from pathlib import Path
 from typing import Any
 
 from orchestrator.config import Settings
@@ -17,7 +18,11 @@ from orchestrator.workflows.app import configure
 
 
 def _start_reconciler(settings: Settings, stop: threading.Event) -> threading.Thread:
+    from orchestrator.launch import start_only
     from orchestrator.workflows.tasks import CeleryScheduler, store
+
+    def start(playbook: Path, inventory: Path, hosts: tuple[str, ...]) -> str:
+        return start_only(playbook, inventory, hosts, settings)
 
     thread = threading.Thread(
         target=reconcile_forever,
@@ -29,6 +34,7 @@ def _start_reconciler(settings: Settings, stop: threading.Event) -> threading.Th
             "every": settings.reconcile_every,
             "quiet_for": settings.reconcile_after,
             "stop": stop,
+            "start": start,
         },
     )
     thread.start()

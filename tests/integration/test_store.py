@@ -11,6 +11,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from alembic.script import ScriptDirectory
 from sqlalchemy import text
 
 from orchestrator.errors import RolloutRefused, StateError
@@ -18,6 +19,7 @@ from orchestrator.model.inventory import HAProxyConfig, NoSnapshots
 from orchestrator.model.spec import HostSpec, RolloutSpec, SSHSpec
 from orchestrator.model.states import HostState, RolloutState
 from orchestrator.store.db import Store
+from orchestrator.store.migrate import config
 
 pytestmark = pytest.mark.integration
 
@@ -42,22 +44,54 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
 
 
 def spec(rollout_id: str, pool: str = "web", hosts: tuple[str, ...] = ("a", "b")) -> RolloutSpec:
-    ssh = SSHSpec(address="127.0.0.1", port=22, user="root", key_file=Path("/k"), known_hosts=Path("/kh"),
-                  connect_timeout=5)
+    ssh = SSHSpec(
+        address="127.0.0.1",
+        port=22,
+        user="root",
+        key_file=Path("/k"),
+        known_hosts=Path("/kh"),
+        connect_timeout=5,
+    )
     return RolloutSpec(
-        rollout_id=rollout_id, name="n", pool=pool, playbook_path=Path("/p"), inventory_path=Path("/i"),
-        batches=[[h] for h in hosts], drain_timeout=1, drain_on_timeout="fail", snapshot_enabled=False,
-        snapshot_memory=True, snapshot_name="s", snapshot_retention="keep", snapshot_timeout=1,
-        stabilize_interval=0.1, stabilize_successes=1, stabilize_timeout=1, on_failure="halt",
-        loadbalancer=HAProxyConfig(socket=Path("/s"), backend="app"), hypervisor=NoSnapshots(type="none"),
-        hosts={h: HostSpec(name=h, address="127.0.0.1", domain=h, lb_server=h, ssh=ssh, steps=[], checks=[],
-                           revert_checks=[]) for h in hosts},
+        rollout_id=rollout_id,
+        name="n",
+        pool=pool,
+        playbook_path=Path("/p"),
+        inventory_path=Path("/i"),
+        batches=[[h] for h in hosts],
+        drain_timeout=1,
+        drain_on_timeout="fail",
+        snapshot_enabled=False,
+        snapshot_memory=True,
+        snapshot_name="s",
+        snapshot_retention="keep",
+        snapshot_timeout=1,
+        stabilize_interval=0.1,
+        stabilize_successes=1,
+        stabilize_timeout=1,
+        on_failure="halt",
+        loadbalancer=HAProxyConfig(socket=Path("/s"), backend="app"),
+        hypervisor=NoSnapshots(type="none"),
+        hosts={
+            h: HostSpec(
+                name=h,
+                address="127.0.0.1",
+                domain=h,
+                lb_server=h,
+                ssh=ssh,
+                steps=[],
+                checks=[],
+                revert_checks=[],
+            )
+            for h in hosts
+        },
     )
 
 
 def test_migrations_bring_the_schema_to_head(store: Store) -> None:
     with store.engine.connect() as connection:
-        assert connection.execute(text("select version_num from alembic_version")).scalar() == "0001"
+        head = ScriptDirectory.from_config(config()).get_current_head()
+        assert connection.execute(text("select version_num from alembic_version")).scalar() == head
     Store(store.url)  # opening again is a no-op
 
 

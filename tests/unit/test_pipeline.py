@@ -28,15 +28,17 @@ UPDATED = [S.DRAINING, S.OUT_OF_POOL, S.SNAPSHOTTING, S.UPDATING]
 BACK = [S.REVERTING, S.VERIFYING, S.RESTORING, S.ROLLED_BACK]
 
 
-def test_happy_path_drains_snapshots_updates_checks_returns_and_deletes_the_snapshot() -> None:
+def test_happy_path_drains_snapshots_updates_checks_returns_and_keeps_the_snapshot_for_the_rollout() -> None:
+    # The snapshot outlives the host: rollback_all and `orchestrator rollback` need it; retention is applied
+    # when the whole rollout ends (engine.driver).
     r = rig()
     state, progress = r.drive()
     assert state is S.SUCCEEDED
     assert r.journal.states() == HAPPY
     assert r.lb.calls == [DRAIN, MAINT, READY]
-    assert r.snaps.calls == [CREATE, DELETE]
+    assert r.snaps.calls == [CREATE]
     assert r.snaps.memory == [True]
-    assert r.snaps.list("web1-vm") == []
+    assert r.snaps.list("web1-vm") == ["orch-R1"] and progress.snapshot == "orch-R1"
     assert r.remotes.uploads == [(W, Path("/a/app.tgz"), "/tmp/a", None)]
     assert r.remotes.commands == [(W, "/opt/app/bin/install /tmp/a")]
     assert r.checks.probes == ["http new"] * 3  # stabilize_successes
@@ -51,7 +53,7 @@ def test_happy_path_drains_snapshots_updates_checks_returns_and_deletes_the_snap
         ("return", "ok"),
     ]
     assert progress.error == ""
-    assert "deleted" in r.journal.steps[-1].detail
+    assert r.journal.steps[-1].detail == "UP"
 
 
 def test_retention_keep_leaves_the_snapshot() -> None:
@@ -74,7 +76,7 @@ def test_drain_waits_while_sessions_remain_then_goes_on() -> None:
     assert state is S.DRAINING
     assert delay is not None and 0 < delay <= 1.0
     assert r.lb.calls == [DRAIN]
-    assert progress.detail == "4 sessions left"
+    assert progress.detail == "4 connections left"
     r.clock.advance(delay)
     state, progress, delay = r.pipeline.advance(state, progress)  # still 4: wait again, no new drain
     assert (state, r.lb.calls) == (S.DRAINING, [DRAIN])
@@ -177,7 +179,7 @@ SCENARIOS = [
         S.SUCCEEDED,
         HAPPY,
         [DRAIN, MAINT, READY],
-        [CREATE, DELETE],
+        [CREATE],
         spec={"drain_on_timeout": "force"},
     ),
     Scenario(
@@ -299,7 +301,7 @@ def test_drain_timeout_message_says_nothing_changed() -> None:
     r = rig()
     _sessions_stay(r)
     _, progress = r.drive()
-    assert "3 sessions still open after the drain timeout (30s)" in progress.error
+    assert "3 connections still open after the drain timeout (30s)" in progress.error
     assert "nothing changed" in progress.error
     assert r.remotes.commands == [] and r.remotes.gets == 0
 
@@ -422,13 +424,13 @@ def test_resume_from_persisted_progress_does_not_repeat_actions() -> None:
     final, progress = r.drive(state, Progress.from_json(stored))
     assert final is S.SUCCEEDED
     assert r.lb.calls == [DRAIN, MAINT, READY]
-    assert r.snaps.calls == [CREATE, DELETE]
+    assert r.snaps.calls == [CREATE]
     assert len(r.remotes.commands) == 1
 
 
 def test_every_non_terminal_state_has_a_handler_and_a_journal_name() -> None:
     handlers = rig().pipeline._handlers
-    assert set(handlers) == set(HostState) - TERMINAL
+    assert set(handlers) == set(HostState) - TERMINAL | {S.SUCCEEDED}  # SUCCEEDED: only to roll back
     assert set(STEP_NAMES) == set(HostState) - TERMINAL - {S.PENDING}
 
 

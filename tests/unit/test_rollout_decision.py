@@ -1,84 +1,184 @@
-"""What the rollout does when a host finishes: decided from the hosts' states alone."""
+"""What the rollout does next: decided from its state and its hosts' states alone (table-driven)."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
-from orchestrator.engine.rollout import Finish, KeepWaiting, RolloutDecision, StartBatch, after_host
+from orchestrator.engine.rollout import (
+    AwaitApproval,
+    Finish,
+    HostView,
+    KeepWaiting,
+    RollBackHost,
+    RolloutDecision,
+    StartBatch,
+    next_step,
+    within_budget,
+)
+from orchestrator.model.playbook import FailureBudget
 from orchestrator.model.spec import RolloutSpec
-from orchestrator.model.states import HostState
+from orchestrator.model.states import HostState, RolloutState
 from tests.unit.fakes import host_spec, rollout_spec
 
 S = HostState
+R = RolloutState
+BATCHES = {"a": 0, "b": 1, "c": 1, "d": 2}
 
 
-def spec() -> RolloutSpec:
-    hosts = [host_spec(n) for n in ("a", "b", "c", "d")]
-    return rollout_spec(hosts, batches=[["a"], ["b", "c"], ["d"]])
+def spec(**overrides: Any) -> RolloutSpec:
+    hosts = [host_spec(n) for n in BATCHES]
+    return rollout_spec(hosts, batches=[["a"], ["b", "c"], ["d"]], **overrides)
 
 
-def states(**given: HostState) -> dict[str, HostState]:
-    return {"a": S.PENDING, "b": S.PENDING, "c": S.PENDING, "d": S.PENDING} | given
+def hosts(**given: HostState) -> list[HostView]:
+    return [
+        HostView(
+            n, b, i, given.get(n, S.PENDING), "boom" if given.get(n) in (S.ROLLED_BACK, S.FAILED_OUT) else ""
+        )
+        for i, (n, b) in enumerate(BATCHES.items())
+    ]
+
+
+def kind(decision: RolloutDecision) -> str:
+    return type(decision).__name__
 
 
 @pytest.mark.parametrize(
-    ("batch", "hosts", "expected"),
+    ("overrides", "state", "batch", "given", "expected"),
     [
-        (0, states(), KeepWaiting()),
-        (0, states(a=S.CHECKING), KeepWaiting()),
-        (0, states(a=S.SUCCEEDED), StartBatch(1, ["b", "c"])),
-        (1, states(a=S.SUCCEEDED, b=S.SUCCEEDED, c=S.RETURNING), KeepWaiting()),
-        # a failed host does not halt until its whole batch is done: the others must finish cleanly
-        (1, states(a=S.SUCCEEDED, b=S.ROLLED_BACK, c=S.UPDATING), KeepWaiting()),
-        (1, states(a=S.SUCCEEDED, b=S.SUCCEEDED, c=S.SUCCEEDED), StartBatch(2, ["d"])),
+        # the happy path, batch by batch
+        ({}, R.RUNNING, 0, {}, KeepWaiting()),
+        ({}, R.RUNNING, 0, {"a": S.CHECKING}, KeepWaiting()),
+        ({}, R.RUNNING, 0, {"a": S.SUCCEEDED}, StartBatch(1, ["b", "c"])),
+        ({}, R.RUNNING, 1, {"a": S.SUCCEEDED, "b": S.SUCCEEDED, "c": S.RETURNING}, KeepWaiting()),
+        ({}, R.RUNNING, 1, {"a": S.SUCCEEDED, "b": S.SUCCEEDED, "c": S.SUCCEEDED}, StartBatch(2, ["d"])),
+        ({}, R.RUNNING, 2, dict.fromkeys("abcd", S.SUCCEEDED), Finish(R.SUCCEEDED, "4 hosts updated")),
+        # approval after the canary
+        ({"approve_after": [1]}, R.RUNNING, 0, {"a": S.SUCCEEDED}, AwaitApproval(0, 1)),
+        ({"approve_after": [3]}, R.RUNNING, 2, dict.fromkeys("abcd", S.SUCCEEDED), "Finish"),
+        # halt (default budget: no failure tolerated)
+        ({}, R.RUNNING, 0, {"a": S.ROLLED_BACK}, "Finish:halted"),
+        ({}, R.RUNNING, 1, {"a": S.SUCCEEDED, "b": S.FAILED_OUT, "c": S.CHECKING}, KeepWaiting()),
+        ({}, R.RUNNING, 1, {"a": S.SUCCEEDED, "b": S.FAILED_OUT, "c": S.SUCCEEDED}, "Finish:halted"),
+        # continue within the budget, halt beyond it
         (
+            {"on_failure": "continue", "failure_budget": FailureBudget(count=1)},
+            R.RUNNING,
+            1,
+            {"a": S.SUCCEEDED, "b": S.ROLLED_BACK, "c": S.SUCCEEDED},
+            StartBatch(2, ["d"]),
+        ),
+        (
+            {"on_failure": "continue", "failure_budget": FailureBudget(count=1)},
+            R.RUNNING,
             2,
-            states(a=S.SUCCEEDED, b=S.SUCCEEDED, c=S.SUCCEEDED, d=S.SUCCEEDED),
-            Finish(True, "4 hosts updated"),
+            {"a": S.SUCCEEDED, "b": S.ROLLED_BACK, "c": S.SUCCEEDED, "d": S.SUCCEEDED},
+            "Finish:partial",
+        ),
+        (
+            {"on_failure": "continue", "failure_budget": FailureBudget(count=1)},
+            R.RUNNING,
+            1,
+            {"a": S.SUCCEEDED, "b": S.ROLLED_BACK, "c": S.ROLLED_BACK},
+            "Finish:halted",
+        ),
+        (
+            {"on_failure": "continue", "failure_budget": FailureBudget(count=3, percent="25%")},
+            R.RUNNING,
+            1,
+            {"a": S.SUCCEEDED, "b": S.ROLLED_BACK, "c": S.ROLLED_BACK},
+            "Finish:halted",
+        ),
+        # rollback_all: newest first, then the end
+        (
+            {"on_failure": "rollback_all"},
+            R.RUNNING,
+            1,
+            {"a": S.SUCCEEDED, "b": S.ROLLED_BACK, "c": S.SUCCEEDED},
+            RollBackHost("c"),
+        ),
+        (
+            {"on_failure": "rollback_all"},
+            R.ROLLING_BACK,
+            1,
+            {"a": S.SUCCEEDED, "b": S.ROLLED_BACK, "c": S.REVERTING},
+            KeepWaiting(),
+        ),
+        (
+            {"on_failure": "rollback_all"},
+            R.ROLLING_BACK,
+            1,
+            {"a": S.SUCCEEDED, "b": S.ROLLED_BACK, "c": S.ROLLED_BACK},
+            RollBackHost("a"),
+        ),
+        (
+            {"on_failure": "rollback_all"},
+            R.ROLLING_BACK,
+            1,
+            {"a": S.ROLLED_BACK, "b": S.ROLLED_BACK, "c": S.ROLLED_BACK, "d": S.SKIPPED},
+            "Finish:rolled_back",
+        ),
+        ({"on_failure": "rollback_all"}, R.RUNNING, 0, {"a": S.ROLLED_BACK}, "Finish:rolled_back"),
+        # abort: hosts in flight finish first
+        (
+            {},
+            R.ABORTING,
+            1,
+            {"a": S.SUCCEEDED, "b": S.UPDATING, "c": S.SKIPPED, "d": S.SKIPPED},
+            KeepWaiting(),
+        ),
+        (
+            {},
+            R.ABORTING,
+            1,
+            {"a": S.SUCCEEDED, "b": S.SUCCEEDED, "c": S.SKIPPED, "d": S.SKIPPED},
+            "Finish:aborted",
         ),
     ],
-    ids=[
-        "nothing done",
-        "running",
-        "next batch",
-        "batch half done",
-        "failed but batch running",
-        "third batch",
-        "all done",
+)
+def test_next_step(
+    overrides: dict[str, Any],
+    state: RolloutState,
+    batch: int,
+    given: dict[str, HostState],
+    expected: RolloutDecision | str,
+) -> None:
+    decision = next_step(spec(**overrides), state, batch, hosts(**given))
+    if isinstance(expected, str):
+        what, _, final = expected.partition(":")
+        assert kind(decision) == what, decision
+        if final:
+            assert isinstance(decision, Finish) and decision.state.value == final, decision
+    else:
+        assert decision == expected
+
+
+def test_a_halt_names_the_failed_host_and_a_host_out_of_the_pool_first() -> None:
+    decision = next_step(spec(), R.RUNNING, 1, hosts(a=S.SUCCEEDED, b=S.FAILED_OUT, c=S.ROLLED_BACK))
+    assert isinstance(decision, Finish)
+    assert decision.reason.startswith("halted: 2 failed")
+    assert "b OUT OF THE POOL, needs a human" in decision.reason and "c rolled_back: boom" in decision.reason
+
+
+@pytest.mark.parametrize(
+    ("count", "percent", "failures", "total", "ok"),
+    [
+        (0, "100%", 0, 4, True),
+        (0, "100%", 1, 4, False),
+        (2, "100%", 2, 4, True),
+        (2, "25%", 2, 4, False),
+        (5, "25%", 1, 4, True),
+        (5, 50, 2, 4, True),
+        (5, 50, 3, 4, False),
+        (1, "10%", 1, 20, True),
     ],
 )
-def test_after_host(batch: int, hosts: dict[str, HostState], expected: RolloutDecision) -> None:
-    assert after_host(spec(), batch, hosts, {}) == expected
-
-
-@pytest.mark.parametrize("failed", [S.ROLLED_BACK, S.FAILED, S.FAILED_OUT])
-def test_a_failed_host_halts_the_rollout_naming_it(failed: HostState) -> None:
-    hosts = states(a=S.SUCCEEDED, b=S.SUCCEEDED, c=failed)
-    decision = after_host(spec(), 1, hosts, {"c": "'run install' exited 1: disk full"})
-    assert isinstance(decision, Finish)
-    assert not decision.succeeded
-    assert decision.reason.startswith("halted: ")
-    assert f"c {failed.value}: 'run install' exited 1: disk full" in decision.reason
-    assert "b " not in decision.reason
-
-
-def test_failed_out_hosts_are_named_first_and_loudly() -> None:
-    hosts = states(a=S.SUCCEEDED, b=S.FAILED_OUT, c=S.ROLLED_BACK)
-    decision = after_host(spec(), 1, hosts, {"b": "still unhealthy", "c": "checks did not pass"})
-    assert decision == Finish(
-        False,
-        "halted: b OUT OF THE POOL, needs a human; b failed_out: still unhealthy; "
-        "c rolled_back: checks did not pass",
+def test_failure_budget(count: int, percent: int | str, failures: int, total: int, ok: bool) -> None:
+    assert (
+        within_budget(
+            rollout_spec(failure_budget=FailureBudget(count=count, percent=percent)), failures, total
+        )
+        is ok
     )
-
-
-def test_a_failure_without_a_recorded_error_still_reads_cleanly() -> None:
-    decision = after_host(spec(), 0, states(a=S.FAILED), {})
-    assert decision == Finish(False, "halted: a failed")
-
-
-def test_one_host_one_batch() -> None:
-    one = rollout_spec([host_spec("solo")])
-    decision = after_host(one, 0, {"solo": S.SUCCEEDED}, {})
-    assert isinstance(decision, Finish) and decision.succeeded
-    assert "1 host" in decision.reason

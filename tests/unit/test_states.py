@@ -55,7 +55,7 @@ def test_everything_outside_the_table_is_refused() -> None:
             check_transition(current, new)
 
 
-@pytest.mark.parametrize("state", sorted(TERMINAL))
+@pytest.mark.parametrize("state", sorted(TERMINAL - {S.SUCCEEDED}))
 def test_terminal_states_have_no_outgoing_transitions(state: HostState) -> None:
     assert not TRANSITIONS.get(state)
     for new in HostState:
@@ -63,8 +63,12 @@ def test_terminal_states_have_no_outgoing_transitions(state: HostState) -> None:
             check_transition(state, new)
 
 
+def test_succeeded_moves_only_to_be_rolled_back() -> None:
+    assert TRANSITIONS[S.SUCCEEDED] == {S.DRAINING}
+
+
 def test_every_non_terminal_state_can_move_and_can_end() -> None:
-    assert set(TRANSITIONS) == set(HostState) - TERMINAL
+    assert set(TRANSITIONS) == set(HostState) - TERMINAL | {S.SUCCEEDED}
     for start in TRANSITIONS:
         seen, todo = set(), [start]
         while todo:
@@ -85,15 +89,23 @@ def test_every_state_is_reachable_from_pending() -> None:
     assert seen == set(HostState)
 
 
+NOT_DONE = {
+    RolloutState.PENDING,
+    RolloutState.RUNNING,
+    RolloutState.PAUSED,
+    RolloutState.AWAITING_APPROVAL,
+    RolloutState.ABORTING,
+    RolloutState.ROLLING_BACK,
+}
+
+
 def test_state_groups() -> None:
     assert FAILURES <= TERMINAL
     assert S.SUCCEEDED not in FAILURES and S.SKIPPED not in FAILURES
     # A finished host is back in service, except the one left out for a human.
     assert {S.FAILED_OUT} == OUT_OF_SERVICE & TERMINAL
     assert S.PENDING not in OUT_OF_SERVICE
-    assert (
-        set(RolloutState) - {RolloutState.PENDING, RolloutState.RUNNING, RolloutState.PAUSED} == ROLLOUT_DONE
-    )
+    assert set(RolloutState) - NOT_DONE == ROLLOUT_DONE
 
 
 def test_states_are_stored_as_their_lowercase_names() -> None:

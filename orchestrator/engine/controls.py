@@ -9,32 +9,20 @@ the floor: the larger of `min_healthy` and (pool size - `max_unavailable`). Perc
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 
 from orchestrator.adapters.loadbalancers.base import LoadBalancer, ServerState
 from orchestrator.engine.pipeline import GateDecision, Hold, Proceed, Refuse
+from orchestrator.model.plan import capacity_floor_of
 from orchestrator.model.spec import HostSpec, RolloutSpec
 from orchestrator.model.states import HostState, RolloutState
 from orchestrator.store.db import Store
 
 
-def _count(value: int | str, pool_size: int, *, round_up: bool) -> int:
-    if isinstance(value, int):
-        return value
-    exact = int(value.rstrip("%")) * pool_size / 100
-    return math.ceil(exact) if round_up else math.floor(exact)
-
-
 def capacity_floor(spec: RolloutSpec, pool_size: int) -> int:
-    floors = [0]
-    if spec.min_healthy is not None:
-        floors.append(_count(spec.min_healthy, pool_size, round_up=True))
-    if spec.max_unavailable is not None:
-        floors.append(pool_size - max(1, _count(spec.max_unavailable, pool_size, round_up=False)))
-    return max(floors)
+    return capacity_floor_of(spec.min_healthy, spec.max_unavailable, pool_size)
 
 
 def may_drain(servers: list[ServerState], server: str, ours_out: set[str], floor: int) -> tuple[bool, str]:

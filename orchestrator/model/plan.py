@@ -1,4 +1,8 @@
-"""Batch planning: pure, table-tested."""
+"""Batch planning and the capacity floor: pure, table-tested.
+
+The floor is the larger of `min_healthy` and (pool size - `max_unavailable`); percentages of the pool:
+`min_healthy` rounds up, `max_unavailable` rounds down but allows at least one server.
+"""
 
 from __future__ import annotations
 
@@ -30,3 +34,21 @@ def plan_batches(hosts: Sequence[str], sizes: Sequence[int | str]) -> list[list[
         remaining = remaining[n:]
         index += 1
     return batches
+
+
+def _count(value: int | str, pool_size: int, *, round_up: bool) -> int:
+    if isinstance(value, int):
+        return value
+    exact = int(value.rstrip("%")) * pool_size / 100
+    return math.ceil(exact) if round_up else math.floor(exact)
+
+
+def capacity_floor_of(
+    min_healthy: int | str | None, max_unavailable: int | str | None, pool_size: int
+) -> int:
+    floors = [0]
+    if min_healthy is not None:
+        floors.append(_count(min_healthy, pool_size, round_up=True))
+    if max_unavailable is not None:
+        floors.append(pool_size - max(1, _count(max_unavailable, pool_size, round_up=False)))
+    return max(floors)

@@ -10,7 +10,7 @@ from typing import Any
 from orchestrator.errors import InputError
 from orchestrator.model import playbook as pb
 from orchestrator.model.inventory import CommandSnapshotConfig, Host, Inventory, Pool, SSHConfig
-from orchestrator.model.plan import plan_batches
+from orchestrator.model.plan import capacity_floor_of, plan_batches
 from orchestrator.model.spec import CheckSpec, HostSpec, RolloutSpec, SSHSpec, StepSpec
 from orchestrator.model.templating import render
 from orchestrator.model.yamlfile import LineMap
@@ -233,13 +233,15 @@ def resolve(
     snapshot_timeout = (
         pool.hypervisor.timeout if isinstance(pool.hypervisor, CommandSnapshotConfig) else 120.0
     )
+    batches = plan_batches(list(hosts), playbook.strategy.batches)
+    _check_strategy(playbook, len(pool.hosts), len(batches), files)
     return RolloutSpec(
         rollout_id=rollout_id,
         name=playbook.name,
         pool=playbook.pool,
         playbook_path=files.playbook.path.resolve(),
         inventory_path=files.inventory.path.resolve(),
-        batches=plan_batches(list(hosts), playbook.strategy.batches),
+        batches=batches,
         drain_timeout=playbook.drain.timeout,
         drain_on_timeout=playbook.drain.on_timeout,
         snapshot_enabled=playbook.snapshot.enabled and pool.hypervisor.type != "none",
@@ -265,3 +267,25 @@ def resolve(
         hypervisor=pool.hypervisor,
         hosts=hosts,
     )
+
+
+def _check_strategy(playbook: pb.Playbook, pool_size: int, batch_count: int, files: Files) -> None:
+    """What only makes sense against the pool: a capacity floor that leaves something to drain, approval
+    after batches that exist."""
+    strategy = playbook.strategy
+    floor = capacity_floor_of(strategy.min_healthy, strategy.max_unavailable, pool_size)
+    if floor >= pool_size and (strategy.min_healthy is not None or strategy.max_unavailable is not None):
+        field = "min_healthy" if strategy.min_healthy is not None else "max_unavailable"
+        raise InputError(
+            files.playbook.where(("strategy", field)),
+            f"the capacity floor is {floor} of the pool's {pool_size} hosts, so no server could "
+            "ever be drained",
+            f"a {field} that leaves at least one server to update",
+        )
+    late = [n for n in strategy.approve_after if n >= batch_count]
+    if late:
+        raise InputError(
+            files.playbook.where(("strategy", "approve_after")),
+            f"approve_after {late} but the plan has {batch_count} batches (no batch follows)",
+            f"batch numbers from 1 to {batch_count - 1}",
+        )

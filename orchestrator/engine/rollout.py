@@ -98,6 +98,11 @@ def next_step(
                 RolloutState.PARTIAL,
                 f"{_summary('done', hosts)}; within the failure budget: {_failure_text(hosts)}",
             )
+        skipped = [h.name for h in hosts if h.state is HostState.SKIPPED]
+        if skipped:  # user sessions that would not end: those servers still run the old version
+            return Finish(
+                RolloutState.PARTIAL, f"{_summary('done', hosts)}; not updated: {', '.join(skipped)}"
+            )
         count = sum(h.state is HostState.SUCCEEDED for h in hosts)
         return Finish(RolloutState.SUCCEEDED, f"{count} host{'' if count == 1 else 's'} updated")
     if current_batch + 1 in spec.approve_after:

@@ -95,9 +95,11 @@ def _exit(final: Rollout, hosts: list[HostStatus]) -> None:
 
 @cli.command()
 @click.argument("rollout", required=False)
-def status(rollout: str | None) -> None:
-    """One rollout in detail, or every rollout still active."""
-    from orchestrator.report import rollout_detail, rollouts_table
+@click.option("--watch", is_flag=True, help="Keep the view up to date (every second) until the rollout ends.")
+def status(rollout: str | None, watch: bool) -> None:
+    """One rollout in detail (hosts, capacity, window, what it waits for), or every active rollout."""
+    from orchestrator.engine.wiring import runtime
+    from orchestrator.report import rollouts_table, status_view
     from orchestrator.store.db import Store
 
     store = Store(load_settings().database_url)
@@ -111,7 +113,22 @@ def status(rollout: str | None) -> None:
     found = store.rollout(rollout)
     if found is None:
         raise click.UsageError(f"no rollout {rollout!r}; `orchestrator history` lists them")
-    rollout_detail(console, store, found)
+    servers = runtime().loadbalancer(found.spec.loadbalancer).servers
+    if not watch:
+        console.print(status_view(store, found, servers))
+        return
+    import time
+
+    from rich.live import Live
+
+    from orchestrator.model.states import ROLLOUT_DONE
+
+    with Live(status_view(store, found, servers), console=console, refresh_per_second=2) as live:
+        while found is not None and found.state not in ROLLOUT_DONE:
+            time.sleep(1)
+            found = store.rollout(rollout)
+            if found is not None:
+                live.update(status_view(store, found, servers))
 
 
 @cli.command()

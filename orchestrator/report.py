@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 
-from rich.console import Console
+from rich.console import Console, Group
 from rich.table import Table
 
+from orchestrator.adapters.loadbalancers.base import ServerState
+from orchestrator.errors import OrchestratorError
 from orchestrator.model.spec import RolloutSpec
 from orchestrator.model.states import ROLLOUT_DONE, HostState, RolloutState
 from orchestrator.store.db import HostStatus, Rollout, Step, Store
@@ -80,7 +83,9 @@ def _ago(t: float | None) -> str:
 
 def rollouts_table(title: str, rollouts: list[Rollout]) -> Table:
     table = Table(title=title)
-    for column in ("rollout", "name", "pool", "state", "batch", "started", "took", "reason"):
+    # Ids are what operators paste into the next command: never cut them short.
+    table.add_column("rollout", no_wrap=True, min_width=20)
+    for column in ("name", "pool", "state", "batch", "started", "took", "reason"):
         table.add_column(column)
     for r in rollouts:
         took = ((r.finished_at or time.time()) - r.started_at) if r.started_at else 0.0
@@ -97,33 +102,99 @@ def rollouts_table(title: str, rollouts: list[Rollout]) -> Table:
     return table
 
 
-def rollout_detail(console: Console, store: Store, rollout: Rollout) -> None:
-    console.print(rollouts_table(f"Rollout {rollout.id}", [rollout]))
-    table = Table(title="hosts")
-    for column in ("host", "batch", "state", "in state since", "now", "lease"):
-        table.add_column(column)
+def _elapsed(seconds: float) -> str:
+    seconds = max(0, int(seconds))
+    return (
+        f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+        if seconds >= 3600
+        else f"{seconds // 60}m{seconds % 60:02d}s"
+    )
+
+
+def _capacity_line(rollout: Rollout, servers: Callable[[], list[ServerState]]) -> str:
+    from orchestrator.model.plan import capacity_floor_of
+
+    try:
+        live = servers()
+    except OrchestratorError as exc:
+        return f"[bold red]load balancer unreachable[/]: {exc}"
+    spec = rollout.spec
+    in_service = sum(s.in_service for s in live)
+    floor = capacity_floor_of(spec.min_healthy, spec.max_unavailable, len(live))
+    style = "red" if in_service < max(floor, 1) else "green"
+    out = ", ".join(f"{s.server} {s.status}" for s in live if not s.in_service) or "none"
+    return f"[{style}]{in_service}/{len(live)} in service[/], floor {floor}; out of service: {out}"
+
+
+def _window_line(rollout: Rollout) -> str:
+    window = rollout.spec.window
+    if window is None:
+        return "none"
+    parsed = window.parsed()
+    at = datetime.now(UTC)
+    if parsed.is_open(at):
+        return f"open, {_elapsed(parsed.time_left(at).total_seconds())} left ({parsed.describe()})"
+    return f"closed; opens {parsed.next_open(at):%Y-%m-%d %H:%M} UTC ({parsed.describe()})"
+
+
+def _waiting_for(rollout: Rollout, hosts: list[HostStatus]) -> str:
+    if rollout.state in ROLLOUT_DONE:
+        return "nothing: the rollout is over"
+    if rollout.state in (RolloutState.PAUSED, RolloutState.AWAITING_APPROVAL):
+        return rollout.reason
+    waits = [
+        f"{h.name}: {h.progress.get('detail')}"
+        for h in hosts
+        if str(h.progress.get("detail", "")).startswith(("waiting", "load balancer"))
+        or (h.state is HostState.DRAINING and h.progress.get("detail"))
+    ]
+    return "; ".join(waits) or "the hosts in flight"
+
+
+def status_view(store: Store, rollout: Rollout, servers: Callable[[], list[ServerState]]) -> Group:
+    """What an on-call engineer needs at a glance: each host's state and step, the batch, the pool's
+    capacity against its floor, the window, and what the rollout waits for."""
+    hosts = store.hosts(rollout.id)
     steps = store.steps(rollout.id)
-    for host in store.hosts(rollout.id):
+    took = (rollout.finished_at or time.time()) - (rollout.started_at or rollout.created_at)
+    header = Table.grid(padding=(0, 2))
+    header.add_column(style="bold")
+    header.add_column()
+    header.add_row("rollout", f"{rollout.id} {rollout.name} on pool {rollout.pool}")
+    header.add_row(
+        "state",
+        f"[bold]{rollout.state.value}[/] after {_elapsed(took)}"
+        + (f": {rollout.reason}" if rollout.reason else ""),
+    )
+    header.add_row(
+        "batch",
+        f"{min(rollout.current_batch + 1, len(rollout.spec.batches))} of "
+        f"{max(h.batch for h in hosts) + 1 if hosts else 0}",
+    )
+    header.add_row("capacity", _capacity_line(rollout, servers))
+    header.add_row("window", _window_line(rollout))
+    header.add_row("waiting for", _waiting_for(rollout, hosts))
+    table = Table()
+    for column in ("host", "batch", "state", "step", "for", "note"):
+        table.add_column(column)
+    for host in hosts:
         mine = [s for s in steps if s.host == host.name]
         current = mine[-1] if mine else None
         p = host.progress
         note = p.get("blocked") or p.get("error") or p.get("detail") or (current.detail if current else "")
-        doing = f"{current.step} ({current.outcome})" if current else "-"
+        since = float(p.get("since") or 0) or (current.started_at if current else 0)
         table.add_row(
             host.name,
             str(host.batch + 1),
-            host.state.value,
-            _ago(p.get("since") or None),
-            f"{doing}: {note}"[:90],
-            "held"
-            if host.state not in (HostState.PENDING,) and current and current.outcome == "running"
-            else "",
+            f"[{STATE_STYLE.get(host.state, 'default')}]{host.state.value}",
+            f"{current.step} ({current.outcome})" if current else "-",
+            _elapsed(time.time() - since) if since and host.state not in (HostState.PENDING,) else "",
+            str(note)[:80],
         )
-    console.print(table)
-    for at, action, actor, detail in store.actions(rollout.id):
-        console.print(
-            f"  {time.strftime('%H:%M:%S', time.localtime(at))} {action} by {actor}: {detail}", markup=False
-        )
+    actions = Table.grid()
+    for at, action, actor, detail in store.actions(rollout.id)[-8:]:
+        actions.add_row(f"{time.strftime('%H:%M:%S', time.localtime(at))} {action} by {actor}: {detail}")
+    return Group(header, table, actions)
 
 
 STATE_STYLE = {
@@ -146,7 +217,7 @@ def summary(console: Console, rollout: Rollout, hosts: list[HostStatus], steps: 
         table.add_row(
             host.name,
             str(host.batch + 1),
-            f"[{STATE_STYLE.get(host.state, '')}]{host.state.value}",
+            f"[{STATE_STYLE.get(host.state, 'default')}]{host.state.value}",
             timing,
             note,
         )

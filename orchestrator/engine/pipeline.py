@@ -294,7 +294,10 @@ class HostPipeline:
 
     def _open_step(self, state: HostState, progress: Progress) -> None:
         progress.journal_id = 0
-        if state in TERMINAL or (state is S.UPDATING and progress.step_index >= len(self.host.steps)):
+        # PENDING: a host postponed to the end of the rollout is waiting, not doing a step.
+        if state in TERMINAL or state is S.PENDING:
+            return
+        if state is S.UPDATING and progress.step_index >= len(self.host.steps):
             return
         name = STEP_NAMES[state]
         detail = ""

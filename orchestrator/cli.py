@@ -247,13 +247,29 @@ def reject(rollout: str, actor: str) -> None:
 @cli.command()
 @click.option("--concurrency", type=int, default=None, help="Worker threads/processes (default 4).")
 @click.option("--loglevel", default="INFO", show_default=True)
-def worker(concurrency: int | None, loglevel: str) -> None:
-    """Run a Celery worker for the broker in ORCH_BROKER_URL."""
+@click.option(
+    "--metrics-port",
+    type=click.IntRange(1, 65535),
+    default=None,
+    help="Serve Prometheus metrics (read from the store) on this port.",
+)
+@click.option(
+    "--metrics-address",
+    default="127.0.0.1",
+    show_default=True,
+    help="Address for the metrics server (0.0.0.0 inside a pod).",
+)
+def worker(concurrency: int | None, loglevel: str, metrics_port: int | None, metrics_address: str) -> None:
+    """Run a Celery worker for the broker in ORCH_BROKER_URL (and its reconciler and scheduler)."""
     from orchestrator.workflows.worker import run_worker
 
     settings = load_settings()
     if settings.broker_url is None:
         raise click.UsageError("ORCH_BROKER_URL is not set; e.g. amqp://guest:guest@127.0.0.1:5672//")
+    if metrics_port is not None:
+        from orchestrator.metrics import start_metrics_server
+
+        start_metrics_server(settings.database_url, metrics_port, metrics_address)
     run_worker(settings, concurrency=concurrency, loglevel=loglevel)
 
 

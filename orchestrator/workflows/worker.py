@@ -75,6 +75,8 @@ def run_worker(settings: Settings, *, concurrency: int | None = None, loglevel: 
     _start_reconciler(settings, threading.Event())
     # Threads, not prefork: steps wait on I/O, and a worker that is killed takes all its work with it
     # (an orphaned prefork child could go on running a command its parent's lease no longer covers).
+    # A node name per process: two workers on one machine would otherwise share `celery@HOST` and the
+    # second would die on the broker's exclusive control queue.
     app.worker_main(
         [
             "worker",
@@ -83,5 +85,6 @@ def run_worker(settings: Settings, *, concurrency: int | None = None, loglevel: 
             f"--loglevel={loglevel}",
             "--without-gossip",
             "--without-mingle",
+            f"--hostname=orchestrator-{os.getpid()}@%h",
         ]
     )

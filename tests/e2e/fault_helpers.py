@@ -27,6 +27,9 @@ PLAYBOOKS = Path(__file__).resolve().parents[2] / "playbooks"
 RABBITMQ = "amqp://guest:guest@127.0.0.1:5672//"
 RABBITMQ_ADDRESS = ("127.0.0.1", 5672)
 SLOW_STEP_SECONDS = 3
+APPLIED_LOG = "{{ vars.app_dir }}/releases/applied.log"
+# The first update step of the fault tests: evidence inside the snapshot's scope, then a while to run.
+SLOW_STEP = f"echo applied >> {APPLIED_LOG} && sleep {SLOW_STEP_SECONDS}"
 
 
 def report(title: str, text: str) -> None:
@@ -61,11 +64,10 @@ def fault_env(tmp_path: Path, name: str, *, broker: bool) -> dict[str, str]:
     }
 
 
-def slow_playbook(tmp_path: Path) -> Path:
-    """loopback-v2.yaml with a first update step that leaves evidence inside the snapshot's scope
-    (releases/applied.log) and then takes a while: a window to inject faults into a running command."""
+def slow_playbook(tmp_path: Path, command: str = SLOW_STEP) -> Path:
+    """loopback-v2.yaml with ``command`` as its first update step: a window to inject faults into a
+    running command, leaving evidence in releases/applied.log (inside the snapshot's scope)."""
     text = (PLAYBOOKS / "loopback-v2.yaml").read_text()
-    command = f"echo applied >> {{{{ vars.app_dir }}}}/releases/applied.log && sleep {SLOW_STEP_SECONDS}"
     slow = f'  - run: "{command}"\n    timeout: 30s\n'
     marker = "update:\n"
     assert marker in text
@@ -74,9 +76,24 @@ def slow_playbook(tmp_path: Path) -> Path:
     return path
 
 
-def applied_lines(host: FarmHost) -> int:
+def applied_log(host: FarmHost) -> list[str]:
     log = host.app_dir / "releases" / "applied.log"
-    return len(log.read_text().splitlines()) if log.exists() else 0
+    return log.read_text().splitlines() if log.exists() else []
+
+
+def applied_lines(host: FarmHost) -> int:
+    return len(applied_log(host))
+
+
+def sshd_connection_pids(pids: list[int]) -> list[int]:
+    """Of an sshd's descendants, its per-connection processes only (not the commands they run): killing
+    them is what a dropped connection does to the server side."""
+    found = []
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            if Path(f"/proc/{pid}/comm").read_text().strip() == "sshd":
+                found.append(pid)
+    return found
 
 
 class Proc:

@@ -20,7 +20,8 @@ from orchestrator.adapters.checks.base import Check, CheckResult
 from orchestrator.adapters.hypervisors.base import Snapshots
 from orchestrator.adapters.loadbalancers.base import LoadBalancer
 from orchestrator.adapters.remote.base import Remote
-from orchestrator.errors import CheckError, CommandTimeout, LoadBalancerError, OrchestratorError
+from orchestrator.engine import remote_commands
+from orchestrator.errors import CheckError, CommandTimeout, LoadBalancerError, OrchestratorError, RemoteError
 from orchestrator.model.spec import CheckSpec, HostSpec, RolloutSpec
 from orchestrator.model.states import TERMINAL, HostState, check_transition
 from orchestrator.retry import RetryPolicy
@@ -488,8 +489,9 @@ class HostPipeline:
         p.running_step = p.step_index
         self.journal.save(self.host.name, S.UPDATING, p)
         self.journal.hold(self.host.name, step.timeout + 60)
+        pidfile = remote_commands.pid_file(self.spec.rollout_id, self.host.name, p.step_index)
         try:
-            result = remote.run(step.command, timeout=step.timeout)
+            result = remote.run(remote_commands.wrap(step.command, pidfile), timeout=step.timeout)
         except CommandTimeout as exc:
             self.adapters.remotes.discard(self.host)
             return Fail(str(exc))
@@ -514,12 +516,13 @@ class HostPipeline:
                 f"update[{step}] was interrupted and there is no snapshot to return to; the server's "
                 "state is unknown"
             )
+        stopped = self._stop_leftover(p)
         self._call(p, lambda: snapshots.revert(self.host.domain, p.snapshot))
         self.adapters.remotes.discard(self.host)
         p.running_step = -1
         p.step_index = 0
         return Next(
-            f"interrupted (worker lost); reverted to {p.snapshot}, applying the update again",
+            f"interrupted (worker lost); {stopped}; reverted to {p.snapshot}, applying the update again",
             outcome="interrupted",
         )
 
@@ -575,11 +578,28 @@ class HostPipeline:
         if snapshots is None:
             return Fail("no snapshot provider to revert with")
         self._call(p, lambda: self.adapters.lb.maint(self.host.lb_server))
+        stopped = self._stop_leftover(p) + "; " if p.running_step >= 0 else ""
+        p.running_step = -1
         self._call(p, lambda: snapshots.revert(self.host.domain, p.snapshot))
         # Sessions opened before the revert hang afterwards: reconnect.
         self.adapters.remotes.discard(self.host)
         p.reverted = True
-        return Goto(S.VERIFYING, f"reverted {self.host.domain} to {p.snapshot}")
+        return Goto(S.VERIFYING, f"{stopped}reverted {self.host.domain} to {p.snapshot}")
+
+    def _stop_leftover(self, p: Progress) -> str:
+        """A command cut off midway may still run on the host: stop it before the revert, or it would
+        finish on top of it. Over a fresh connection (the old one is dead or hung)."""
+        self.adapters.remotes.discard(self.host)
+        pidfile = remote_commands.pid_file(self.spec.rollout_id, self.host.name, p.running_step)
+        remote = self._call(p, lambda: self.adapters.remotes.get(self.host))
+        result = remote.run(remote_commands.stop_leftover(pidfile), timeout=60)
+        if not result.ok:
+            raise RemoteError(
+                f"could not stop the cut-off update[{p.running_step}] on {self.host.name} "
+                f"(exit {result.exit_code}: {result.tail(1)}); not reverting under it",
+                host=self.host.name,
+            )
+        return result.stdout.strip() or "no leftover command"
 
     def _verifying(self, p: Progress) -> Decision:
         return self._stabilize(

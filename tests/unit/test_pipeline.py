@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from orchestrator.engine import remote_commands
 from orchestrator.engine.pipeline import LB_OUTAGE_TIMEOUT, STEP_NAMES, HostPipeline, Progress, poll_delay
 from orchestrator.errors import HypervisorError, LoadBalancerError, RemoteError
 from orchestrator.model.states import TERMINAL, TRANSITIONS, HostState
@@ -40,7 +41,9 @@ def test_happy_path_drains_snapshots_updates_checks_returns_and_keeps_the_snapsh
     assert r.snaps.memory == [True]
     assert r.snaps.list("web1-vm") == ["orch-R1"] and progress.snapshot == "orch-R1"
     assert r.remotes.uploads == [(W, Path("/a/app.tgz"), "/tmp/a", None)]
-    assert r.remotes.commands == [(W, "/opt/app/bin/install /tmp/a")]
+    # Run under a marker shell whose process group can be stopped if the command is ever cut off.
+    pidfile = remote_commands.pid_file("R1", W, 1)
+    assert r.remotes.commands == [(W, remote_commands.wrap("/opt/app/bin/install /tmp/a", pidfile))]
     assert r.checks.probes == ["http new"] * 3  # stabilize_successes
     assert r.remotes.discarded == []
     assert r.journal.outcomes() == [
@@ -198,7 +201,7 @@ SCENARIOS = [
         UPDATED + BACK,
         [DRAIN, MAINT, MAINT, READY],
         [CREATE, REVERT],
-        discarded=2,
+        discarded=3,  # after the timeout; for a fresh connection to stop the command; after the revert
     ),
     Scenario(
         "new version never stable: reverted",
@@ -439,3 +442,19 @@ def test_every_non_terminal_state_has_a_handler_and_a_journal_name() -> None:
 def test_every_failure_target_is_a_legal_transition(state: HostState, snapshot: str) -> None:
     target = rig().pipeline._failure_target(state, Progress(snapshot=snapshot))
     assert target in TRANSITIONS[state]
+
+
+def test_a_timed_out_command_is_stopped_over_a_fresh_connection() -> None:
+    r = rig()
+    r.remotes.outcomes["install"] = "timeout"
+    state, _ = r.drive()
+    assert state is S.ROLLED_BACK
+    stop = remote_commands.stop_leftover(remote_commands.pid_file("R1", W, 1))
+    ran = [c for _, c in r.remotes.commands]
+    assert stop in ran
+
+
+def test_the_stop_script_only_kills_a_group_that_still_carries_the_marker() -> None:
+    script = remote_commands.stop_leftover("/tmp/orchestrator-R1-web1-update1.pid")
+    assert "grep -qF" in script and "/proc/" in script
+    assert "kill -TERM -- -" in script and "kill -KILL -- -" in script

@@ -20,7 +20,7 @@ from orchestrator.inputs import load_spec
 from orchestrator.lab.loopback import LoopbackFarm
 from orchestrator.lab.measure import under_load
 from orchestrator.model.states import HostState, RolloutState
-from orchestrator.store.db import Store
+from orchestrator.store.db import Step, Store
 from tests.e2e.controls_helpers import (
     ServerWatch,
     actions_text,
@@ -191,6 +191,8 @@ def test_rollback_all_after_a_failure_in_batch_2_reverts_host1_from_its_snapshot
     returned = steps.index("return")
     assert steps[returned + 1 :] == ["drain", "maint", "revert", "verify_old", "restore"], steps
     assert all(s.outcome == "ok" for s in host1), journal_text(host1)
+    snapshot = next(s.detail for s in host1 if s.step == "snapshot").split()[1]  # "snapshot NAME of host1"
+    assert snapshot in steps_detail(host1, "revert"), (snapshot, steps_detail(host1, "revert"))
     host2_restored = max(s.ended_at or 0 for s in host2 if s.step == "restore")
     assert [s.step for s in host2 if s.outcome == "failed"] == ["checks"], journal_text(host2)
     assert host1[returned + 1].started_at >= host2_restored, "host1 must be rolled back after host2's revert"
@@ -198,6 +200,10 @@ def test_rollback_all_after_a_failure_in_batch_2_reverts_host1_from_its_snapshot
     assert versions(farm) == dict.fromkeys(ALL, "1")
     assert measured.load.failed == 0, measured.load.failures()[:5]
     assert_all_in_service(farm)
+
+
+def steps_detail(steps: list[Step], name: str) -> str:
+    return "; ".join(s.detail for s in steps if s.step == name)
 
 
 def capacity_playbook(tmp_path: Path, name: str) -> Path:
@@ -339,7 +345,11 @@ def test_sessions_that_never_end_postpone_host1_then_skip_it(farm: LoopbackFarm,
     store = Store(env["ORCH_DATABASE_URL"])
     playbook = sessions_playbook(tmp_path, "sessions", "3s")
     user_sessions(farm, busy="host1")
-    with under_load(farm.url, farm.haproxy.socket_path) as figures, cleanup([]) as procs:
+    with (
+        under_load(farm.url, farm.haproxy.socket_path) as figures,
+        ServerWatch(farm) as watch,
+        cleanup([]) as procs,
+    ):
         run = start_run(playbook, farm, env, tmp_path)
         procs.append(run)
         rollout_id = the_rollout(store).id
@@ -350,6 +360,11 @@ def test_sessions_that_never_end_postpone_host1_then_skip_it(farm: LoopbackFarm,
     host1 = journal_of(store, rollout_id, "host1")
     host4 = journal_of(store, rollout_id, "host4")
     warned = warnings(farm)
+    first_restore = next(s for s in host1 if s.step == "restore")
+    second_drain = [s for s in host1 if s.step == "drain"][-1]
+    host1_out = watch.out_of_service(
+        {"host1"}, since=(first_restore.ended_at or 0) + 0.2, until=second_drain.started_at - 0.2
+    )
     report(
         "sessions: host1 keeps 3 user sessions, drain 3s, on_timeout postpone",
         f"{measured.load.summary()}; run exit {code}, {final.state.value} in {measured.seconds:.1f}s "
@@ -371,6 +386,7 @@ def test_sessions_that_never_end_postpone_host1_then_skip_it(farm: LoopbackFarm,
     assert not [s for s in host1 if s.step in ("maint", "snapshot") or s.step.startswith("update")]
     # Moved to the end: tried again only after host4, the last of the others, was back in service.
     assert drains[1].started_at >= max(s.ended_at or 0 for s in host4 if s.step == "return")
+    assert not host1_out, f"host1 must be in service while postponed: {host1_out[:3]}"
     assert warned["host1"] >= 2 and warned["host2"] == warned["host3"] == warned["host4"] == 0, warned
     assert versions(farm) == {"host1": "1", "host2": "2", "host3": "2", "host4": "2"}
     assert measured.load.failed == 0, measured.load.failures()[:5]

@@ -36,6 +36,11 @@ def configure(settings: Settings) -> Celery:
         # A lost broker connection does not cancel a running step: its host lease keeps any redelivered
         # copy from acting until it ends, and the rotated tick token then makes that copy stale.
         worker_cancel_long_running_tasks_on_connection_loss=False,
+        # Celery 5.7 cuts the prefetch count after a lost broker connection and restores it as acks
+        # succeed; with a late-acked tick in flight across a broker restart, its ack fails and the
+        # worker was seen to stop taking messages for good (tests/e2e/test_faults.py). With a prefetch
+        # equal to the concurrency there is nothing to over-fetch anyway.
+        worker_enable_prefetch_count_reduction=False,
         task_default_queue=settings.queue,
         orch_database_url=settings.database_url,
     )

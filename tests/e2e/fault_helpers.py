@@ -159,13 +159,17 @@ def worker(env: dict[str, str], log: Path) -> Proc:
 
 
 @contextlib.contextmanager
-def cleanup(procs: list[Proc]) -> Iterator[list[Proc]]:
-    """Every process appended to the list is stopped at the end, whatever happened."""
+def cleanup(env: dict[str, str]) -> Iterator[list[Proc]]:
+    """Every process appended to the yielded list is stopped at the end, whatever happened; then the
+    test's own queue and exchange leave the shared broker."""
+    procs: list[Proc] = []
     try:
         yield procs
     finally:
         for proc in reversed(procs):
             proc.stop()
+        if env.get("ORCH_BROKER_URL"):
+            forget_queue(env["ORCH_QUEUE"])
 
 
 def cli(args: list[str], env: dict[str, str], *, timeout: float = 60) -> subprocess.CompletedProcess[str]:
@@ -239,6 +243,16 @@ def assert_end_state(farm: LoopbackFarm, store: Store, rollout_id: str, versions
 
 
 # RabbitMQ, which the machine's other tests need: whoever stops it must start it again.
+
+
+def forget_queue(name: str) -> None:
+    """Celery declared a durable queue and a direct exchange named after ORCH_QUEUE: delete both."""
+    from kombu.connection import Connection
+
+    with Connection(RABBITMQ, connect_timeout=5) as conn:  # type: ignore[no-untyped-call]
+        channel = conn.channel()
+        channel.queue_delete(name)
+        channel.exchange_delete(name)
 
 
 def amqp_listening() -> bool:

@@ -1,27 +1,34 @@
-"""Helpers for the operator-control tests (tests/e2e/test_operator_controls.py): per-test settings, playbooks
-derived from loopback-v2.yaml, a watcher of every server's state in HAProxy, and the store seen from the
-test. Processes, bounded waits and the CLI come from tests/e2e/fault_helpers.py."""
+"""Helpers for the operator-control tests (tests/e2e/test_operator_controls.py): the CLI as real processes,
+bounded waits, per-test settings, playbooks derived from loopback-v2.yaml, a watcher of every server's state
+in HAProxy, and the store seen from the test."""
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
+import signal
+import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
 
+from orchestrator.adapters.loadbalancers.base import ServerState
 from orchestrator.adapters.loadbalancers.haproxy import HAProxy
+from orchestrator.errors import LoadBalancerError
 from orchestrator.lab.loopback import LoopbackFarm
 from orchestrator.model.inventory import HAProxyConfig
 from orchestrator.model.states import ROLLOUT_DONE, HostState, RolloutState
 from orchestrator.store.db import Rollout, Step, Store
-from tests.e2e.fault_helpers import Proc, orchestrator, wait_for
+
+T = TypeVar("T")
 
 PLAYBOOKS = Path(__file__).resolve().parents[2] / "playbooks"
 
@@ -32,6 +39,81 @@ def report(title: str, text: str) -> None:
     assert out is not None
     out.write(f"\n[controls: {title}] {text}\n")
     out.flush()
+
+
+def wait_for(check: Callable[[], T | None], timeout: float, what: str, interval: float = 0.05) -> T:
+    """Poll until ``check`` returns something truthy; fail the test naming ``what`` after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
+        time.sleep(interval)
+
+
+class Proc:
+    """An orchestrator command in its own session, output to a file; stopped with its whole group."""
+
+    def __init__(self, args: list[str], env: dict[str, str], log: Path) -> None:
+        self.name = " ".join(args[:2])
+        self.log = log
+        self._out = log.open("w")
+        self.popen = subprocess.Popen(
+            [sys.executable, "-m", "orchestrator", *args],
+            env={**os.environ, **env},
+            stdin=subprocess.DEVNULL,
+            stdout=self._out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    def alive(self) -> bool:
+        return self.popen.poll() is None
+
+    def stop(self, timeout: float = 20.0) -> None:
+        """SIGTERM, SIGKILL after ``timeout``; always reaps the group."""
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.popen.pid, sig)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.popen.wait(timeout=timeout)
+        self._out.close()
+
+    def wait(self, timeout: float) -> int:
+        try:
+            return self.popen.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(f"`{self.name}` did not end within {timeout:g}s:\n{self.output()}") from None
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+
+@contextlib.contextmanager
+def stopping() -> Iterator[list[Proc]]:
+    """Every process appended to the yielded list is stopped at the end, whatever happened."""
+    procs: list[Proc] = []
+    try:
+        yield procs
+    finally:
+        for proc in reversed(procs):
+            proc.stop()
+
+
+def cli(args: list[str], env: dict[str, str], *, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """An operator command in the foreground, as a user runs it."""
+    return subprocess.run(
+        [sys.executable, "-m", "orchestrator", *args],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+        check=False,
+        start_new_session=True,
+    )
 
 
 def controls_env(tmp_path: Path, name: str) -> dict[str, str]:
@@ -86,11 +168,20 @@ def set_host_vars(farm: LoopbackFarm, per_host: dict[str, dict[str, Any]], **eve
 
 
 def start_run(playbook: Path, farm: LoopbackFarm, env: dict[str, str], tmp_path: Path) -> Proc:
-    return orchestrator(["run", str(playbook), "-i", str(farm.inventory)], env, tmp_path / "run.log")
+    return Proc(["run", str(playbook), "-i", str(farm.inventory)], env, tmp_path / "run.log")
 
 
 def lb(farm: LoopbackFarm) -> HAProxy:
     return HAProxy(HAProxyConfig(socket=farm.haproxy.socket_path, backend="app"))
+
+
+def all_up(farm: LoopbackFarm) -> list[ServerState] | None:
+    """Every server of the pool plain UP (a check passed), or None."""
+    try:
+        found = lb(farm).servers()
+    except LoadBalancerError:
+        return None
+    return found if found and all(s.up_after_check for s in found) else None
 
 
 @dataclass(frozen=True)

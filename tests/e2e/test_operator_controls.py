@@ -22,8 +22,11 @@ from orchestrator.lab.measure import under_load
 from orchestrator.model.states import HostState, RolloutState
 from orchestrator.store.db import Step, Store
 from tests.e2e.controls_helpers import (
+    Proc,
     ServerWatch,
     actions_text,
+    all_up,
+    cli,
     controls_env,
     host_states,
     journal_of,
@@ -35,12 +38,13 @@ from tests.e2e.controls_helpers import (
     set_host_vars,
     start_run,
     state_text,
+    stopping,
     the_rollout,
     versions,
+    wait_for,
     wait_rollout,
     write_playbook,
 )
-from tests.e2e.fault_helpers import all_up, cleanup, cli, orchestrator, wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 
@@ -67,7 +71,7 @@ def test_canary_awaits_approval_and_approve_lets_it_finish(farm: LoopbackFarm, t
     env = controls_env(tmp_path, "approve")
     store = Store(env["ORCH_DATABASE_URL"])
     playbook = write_playbook(tmp_path, "approve", strategy={"batches": [1, 2, 1], "approve_after": [1]})
-    with under_load(farm.url, farm.haproxy.socket_path) as figures, cleanup([]) as procs:
+    with under_load(farm.url, farm.haproxy.socket_path) as figures, stopping() as procs:
         run = start_run(playbook, farm, env, tmp_path)
         procs.append(run)
         rollout_id = the_rollout(store).id
@@ -112,7 +116,7 @@ def test_canary_rejected_halts_with_the_other_hosts_untouched(farm: LoopbackFarm
     env = controls_env(tmp_path, "reject")
     store = Store(env["ORCH_DATABASE_URL"])
     playbook = write_playbook(tmp_path, "reject", strategy={"batches": [1, 2, 1], "approve_after": [1]})
-    with under_load(farm.url, farm.haproxy.socket_path) as figures, cleanup([]) as procs:
+    with under_load(farm.url, farm.haproxy.socket_path) as figures, stopping() as procs:
         run = start_run(playbook, farm, env, tmp_path)
         procs.append(run)
         rollout_id = the_rollout(store).id
@@ -161,7 +165,7 @@ def test_rollback_all_after_a_failure_in_batch_2_reverts_host1_from_its_snapshot
         stabilize={"interval": "200ms", "successes": 3, "timeout": "5s"},
     )
     set_host_vars(farm, {"host2": {"artifact": "app-2-broken.tar.gz"}}, artifact="app-2.tar.gz")
-    with under_load(farm.url, farm.haproxy.socket_path) as figures, cleanup([]) as procs:
+    with under_load(farm.url, farm.haproxy.socket_path) as figures, stopping() as procs:
         run = start_run(playbook, farm, env, tmp_path)
         procs.append(run)
         rollout_id = the_rollout(store).id
@@ -229,7 +233,7 @@ def test_capacity_guard_drains_nothing_while_another_server_is_down(
     playbook = capacity_playbook(tmp_path, "capacity")
     put_host3_in_maint(farm)
     try:
-        with ServerWatch(farm) as watch, cleanup([]) as procs:
+        with ServerWatch(farm) as watch, stopping() as procs:
             started = time.monotonic()
             run = start_run(playbook, farm, env, tmp_path)
             procs.append(run)
@@ -272,7 +276,7 @@ def test_capacity_guard_waits_and_proceeds_once_the_other_server_is_back(
     playbook = capacity_playbook(tmp_path, "capacity-back")
     put_host3_in_maint(farm)
     try:
-        with ServerWatch(farm) as watch, cleanup([]) as procs:
+        with ServerWatch(farm) as watch, stopping() as procs:
             started = time.monotonic()
             run = start_run(playbook, farm, env, tmp_path)
             procs.append(run)
@@ -348,7 +352,7 @@ def test_sessions_that_never_end_postpone_host1_then_skip_it(farm: LoopbackFarm,
     with (
         under_load(farm.url, farm.haproxy.socket_path) as figures,
         ServerWatch(farm) as watch,
-        cleanup([]) as procs,
+        stopping() as procs,
     ):
         run = start_run(playbook, farm, env, tmp_path)
         procs.append(run)
@@ -398,7 +402,7 @@ def test_sessions_that_end_while_host1_waits_let_it_be_updated(farm: LoopbackFar
     store = Store(env["ORCH_DATABASE_URL"])
     playbook = sessions_playbook(tmp_path, "sessions-end", "20s")
     user_sessions(farm, busy="host1")
-    with under_load(farm.url, farm.haproxy.socket_path) as figures, cleanup([]) as procs:
+    with under_load(farm.url, farm.haproxy.socket_path) as figures, stopping() as procs:
         run = start_run(playbook, farm, env, tmp_path)
         procs.append(run)
         rollout_id = the_rollout(store).id
@@ -446,7 +450,7 @@ def test_pause_lets_the_host_in_flight_finish_and_resume_continues(
     with (
         under_load(farm.url, farm.haproxy.socket_path) as figures,
         ServerWatch(farm) as watch,
-        cleanup([]) as procs,
+        stopping() as procs,
     ):
         run = start_run(playbook, farm, env, tmp_path)
         procs.append(run)
@@ -460,7 +464,7 @@ def test_pause_lets_the_host_in_flight_finish_and_resume_continues(
         held = state_text(store, rollout_id)
         held_rollout = rollout_of(store, rollout_id)
         held_steps = [s for s in store.steps(rollout_id) if s.host != "host1"]
-        resumed = orchestrator(["resume", rollout_id, "--as", "carol"], env, tmp_path / "resume.log")
+        resumed = Proc(["resume", rollout_id, "--as", "carol"], env, tmp_path / "resume.log")
         procs.append(resumed)
         code = run.wait(60)
         resume_code = resumed.wait(30)
@@ -506,7 +510,7 @@ def test_reconciler_leaves_a_host_waiting_at_the_gate_alone(farm: LoopbackFarm, 
     env = controls_env(tmp_path, "reconciler")
     store = Store(env["ORCH_DATABASE_URL"])
     playbook = write_playbook(tmp_path, "reconciler", steps_before=[SLOW_STEP])
-    with cleanup([]) as procs:
+    with stopping() as procs:
         run = start_run(playbook, farm, env, tmp_path)
         procs.append(run)
         rollout_id = the_rollout(store).id
@@ -530,7 +534,7 @@ def test_abort_finishes_the_host_in_flight_and_skips_the_rest(farm: LoopbackFarm
     env = controls_env(tmp_path, "abort")
     store = Store(env["ORCH_DATABASE_URL"])
     playbook = write_playbook(tmp_path, "abort", steps_before=[SLOW_STEP])
-    with under_load(farm.url, farm.haproxy.socket_path) as figures, cleanup([]) as procs:
+    with under_load(farm.url, farm.haproxy.socket_path) as figures, stopping() as procs:
         run = start_run(playbook, farm, env, tmp_path)
         procs.append(run)
         rollout_id = the_rollout(store).id
@@ -566,7 +570,7 @@ def test_abort_while_draining_puts_the_host_back_as_it_was(farm: LoopbackFarm, t
     store = Store(env["ORCH_DATABASE_URL"])
     playbook = sessions_playbook(tmp_path, "abort-drain", "30s")  # host1's user sessions hold it in drain
     user_sessions(farm, busy="host1")
-    with under_load(farm.url, farm.haproxy.socket_path) as figures, cleanup([]) as procs:
+    with under_load(farm.url, farm.haproxy.socket_path) as figures, stopping() as procs:
         run = start_run(playbook, farm, env, tmp_path)
         procs.append(run)
         rollout_id = the_rollout(store).id
@@ -633,7 +637,7 @@ def test_window_closing_mid_rollout_pauses_and_resumes_by_itself(farm: LoopbackF
     plan = plan_window(time.time(), need + 5)
     playbook = window_playbook(tmp_path, plan.allowed)
     changes: list[tuple[float, RolloutState, str]] = []
-    with ServerWatch(farm, max_seconds=400) as watch, cleanup([]) as procs:
+    with ServerWatch(farm, max_seconds=400) as watch, stopping() as procs:
         time.sleep(max(0.0, plan.launch - time.time()))
         launched = time.time()
         run = start_run(playbook, farm, env, tmp_path)

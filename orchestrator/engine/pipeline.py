@@ -54,6 +54,7 @@ class Progress:
     postponed: int = 0
     outcome: str = ""  # "skip" or "postpone": how a drain that would not end was settled
     capacity_since: float = 0.0  # when the host began waiting for capacity
+    next_due: float = 0.0  # when the next look was asked for: lateness beyond it is the orchestrator's own
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -173,6 +174,9 @@ class Journal(Protocol):
     ) -> None: ...
 
 
+# A tick this much later than asked means the orchestrator itself stalled (see _forgive_own_stall).
+STALL_GRACE = 5.0
+
 # How long a load balancer outage may last before the hosts waiting on it fail.
 LB_OUTAGE_TIMEOUT = 600.0
 
@@ -231,6 +235,16 @@ class HostPipeline:
         }
 
     # the loop
+    def _forgive_own_stall(self, p: Progress) -> None:
+        """If this tick comes much later than asked (a worker died, the broker restarted), that time was
+        the orchestrator's, not the host's: it does not count against the step's timeout (a healthy host
+        must not be rolled back because nobody probed it). The host's own deadline still counts it."""
+        late = self.clock() - p.next_due if p.next_due else 0.0
+        if late > STALL_GRACE:
+            p.since += late
+            p.capacity_since += late if p.capacity_since else 0.0
+        p.next_due = 0.0
+
     def _done(self, state: HostState, progress: Progress) -> bool:
         if state is S.SUCCEEDED and progress.rollback:
             return False
@@ -239,6 +253,7 @@ class HostPipeline:
     def advance(self, state: HostState, progress: Progress) -> tuple[HostState, Progress, float | None]:
         """Act until the host must wait (returns the delay) or is done (returns None). A host postponed
         to the end of the rollout is done for now: its batch will start it again."""
+        self._forgive_own_stall(progress)
         while not self._done(state, progress):
             try:
                 decision = self._interruption(state, progress) or self._handlers[state](progress)
@@ -249,6 +264,7 @@ class HostPipeline:
                 decision = Fail(str(exc))
             if isinstance(decision, Wait):
                 progress.work += decision.work
+                progress.next_due = self.clock() + decision.delay
                 self.journal.save(self.host.name, state, progress)
                 return state, progress, decision.delay
             if isinstance(decision, Next):

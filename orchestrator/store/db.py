@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, delete, event, select, update
+from sqlalchemy import Engine, and_, create_engine, delete, event, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from orchestrator.errors import RolloutRefused
@@ -346,13 +346,14 @@ class Store:
 
     # leases and tick tokens
     def new_token(self, rollout_id: str, name: str) -> str:
-        """Start a new tick chain for the host; ticks carrying an older token are dropped."""
+        """Start a new tick chain for the host; ticks carrying an older token are dropped. Scheduling a
+        tick counts as progress, so the reconciler does not restart a chain whose message is on its way."""
         token = secrets.token_hex(8)
         with self.session() as s:
             s.execute(
                 update(HostRow)
                 .where(HostRow.rollout_id == rollout_id, HostRow.name == name)
-                .values(token=token)
+                .values(token=token, updated_at=now())
             )
         return token
 
@@ -399,15 +400,24 @@ class Store:
     def stalled_hosts(
         self, rollout_id: str, *, quiet_for: float, alive: Callable[[str], bool] = lambda _owner: True
     ) -> list[str]:
-        """Hosts in flight that made no progress for ``quiet_for`` seconds and that nobody live holds."""
+        """Hosts in flight that made no progress for ``quiet_for`` seconds and that nobody live holds;
+        also pending hosts whose tick chain was started (a token) but whose first tick never came (its
+        message lost between the batch's claim and the broker): those get twice as long, since a host
+        waiting at its gate saves progress only at every look (up to a minute apart)."""
         t = now()
         done = [x.value for x in TERMINAL] + [HostState.PENDING.value]
         with self.session() as s:
             rows = s.scalars(
                 select(HostRow).where(
                     HostRow.rollout_id == rollout_id,
-                    HostRow.state.not_in(done),
-                    HostRow.updated_at <= t - quiet_for,
+                    or_(
+                        and_(HostRow.state.not_in(done), HostRow.updated_at <= t - quiet_for),
+                        and_(
+                            HostRow.state == HostState.PENDING.value,
+                            HostRow.token != "",
+                            HostRow.updated_at <= t - (max(2 * quiet_for, 120.0) if quiet_for else 0.0),
+                        ),
+                    ),
                 )
             )
             return [

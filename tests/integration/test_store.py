@@ -169,3 +169,18 @@ def test_stalled_hosts_are_in_flight_quiet_and_unheld(store: Store) -> None:
     store.release_host("r1", "a", "w1/1")
     assert store.stalled_hosts("r1", quiet_for=0.01) == ["a"]
     assert store.stalled_hosts("r1", quiet_for=60) == []  # recent progress
+
+
+def test_a_pending_host_whose_first_tick_was_lost_is_found_and_new_tokens_count_as_progress(
+    store: Store,
+) -> None:
+    store.create_rollout(spec("r1"))
+    assert store.stalled_hosts("r1", quiet_for=0) == []  # never started: not stalled, just pending
+    store.new_token("r1", "a")  # the batch started it, then its message was lost
+    assert store.stalled_hosts("r1", quiet_for=0) == ["a"]  # an operator's resume finds it at once
+    assert store.stalled_hosts("r1", quiet_for=30) == []  # the reconciler gives it time: just scheduled
+    store.save_host("r1", "b", HostState.DRAINING, {})
+    time.sleep(0.05)
+    assert "b" in store.stalled_hosts("r1", quiet_for=0.01)
+    store.new_token("r1", "b")  # a tick was just sent: progress, not a stall
+    assert "b" not in store.stalled_hosts("r1", quiet_for=0.01)

@@ -458,3 +458,16 @@ def test_the_stop_script_only_kills_a_group_that_still_carries_the_marker() -> N
     script = remote_commands.stop_leftover("/tmp/orchestrator-R1-web1-update1.pid")
     assert "grep -qF" in script and "/proc/" in script
     assert "kill -TERM -- -" in script and "kill -KILL -- -" in script
+
+
+def test_the_orchestrators_own_stall_does_not_count_against_the_checks() -> None:
+    """A tick that arrives far later than asked (a dead worker, a broker restart) must not fail a
+    healthy host for a stabilize timeout that ran out while nobody probed it."""
+    r = rig(rollout_spec(stabilize_timeout=30.0, stabilize_interval=1.0, stabilize_successes=3))
+    state, progress, delay = S.PENDING, Progress(), None
+    while state is not S.CHECKING:
+        state, progress, delay = r.pipeline.advance(state, progress)
+    assert delay is not None
+    r.clock.advance(300.0)  # the orchestrator was gone for five minutes
+    state, progress = r.drive(state, progress)
+    assert state is S.SUCCEEDED, progress.error

@@ -189,7 +189,7 @@ def status_view(store: Store, rollout: Rollout, servers: Callable[[], list[Serve
             f"[{STATE_STYLE.get(host.state, 'default')}]{host.state.value}",
             f"{current.step} ({current.outcome})" if current else "-",
             _elapsed(time.time() - since) if since and host.state not in (HostState.PENDING,) else "",
-            str(note)[:80],
+            str(note)[:300],
         )
     actions = Table.grid()
     for at, action, actor, detail in store.actions(rollout.id)[-8:]:

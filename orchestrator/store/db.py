@@ -251,7 +251,9 @@ class Store:
                 select(HostRow).where(HostRow.rollout_id == rollout_id).order_by(HostRow.position)
             )
             return [
-                HostStatus(r.name, r.batch, HostState(r.state), json.loads(r.progress_json), r.updated_at)
+                HostStatus(
+                    r.name, r.batch, HostState(r.state), json.loads(r.progress_json), r.updated_at, r.token
+                )
                 for r in rows
             ]
 

@@ -11,7 +11,6 @@ from orchestrator.engine.wiring import runtime
 from orchestrator.errors import InputError
 from orchestrator.inputs import preflight
 from orchestrator.model.spec import RolloutSpec
-from orchestrator.model.states import RolloutState
 from orchestrator.report import watch
 from orchestrator.store.db import HostStatus, Rollout, Step, Store
 from orchestrator.workflows.app import configure
@@ -80,8 +79,7 @@ def resume(rollout_id: str, settings: Settings, actor: str, emit: Callable[[str]
     with workers(settings):
         from orchestrator.workflows.tasks import CeleryScheduler
 
-        if rollout.state is RolloutState.PAUSED:
-            store.set_rollout_state(rollout_id, RolloutState.RUNNING)
+        driver.unpause(store, rollout_id, actor)  # recorded with who did it
         for line in driver.resume(store, CeleryScheduler(), rollout_id, actor=actor):
             emit(f"  resume {line}")
         emit(f"rollout {rollout_id}: {rollout.name} on pool {rollout.pool} ({where(settings)})")

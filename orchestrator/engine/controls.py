@@ -29,7 +29,10 @@ def may_drain(servers: list[ServerState], server: str, ours_out: set[str], floor
     """(allowed, what the pool looks like). ``ours_out``: servers this rollout already took out."""
     in_service = {s.server for s in servers if s.in_service} - ours_out
     remaining = len(in_service - {server})
+    out = sorted(s.server for s in servers if not s.in_service)
     picture = f"{len(in_service)} of {len(servers)} servers in service, floor {floor}"
+    if out:
+        picture += f"; out of service: {', '.join(out)}"
     return remaining >= floor, picture
 
 

@@ -126,7 +126,9 @@ def _rolling_back(hosts: list[HostView]) -> RolloutDecision:
     todo = _to_roll_back(hosts)
     if todo:
         return RollBackHost(todo[0].name)
-    return Finish(RolloutState.ROLLED_BACK, _summary("rolled back", hosts))
+    failed = [h for h in hosts if h.error]
+    why = f"; failures: {_failure_text(failed)}" if failed else ""
+    return Finish(RolloutState.ROLLED_BACK, _summary("rolled back", hosts) + why)
 
 
 def _summary(what: str, hosts: list[HostView]) -> str:

@@ -150,7 +150,8 @@ class FakeRemote:
         else:
             exit_code = 0
         stderr = f"{command}: failed with {exit_code}" if exit_code else ""
-        return CommandResult(command, exit_code, "done\n", stderr, 0.01)
+        out = next((text for pattern, text in self.pool.stdout.items() if pattern in command), "done")
+        return CommandResult(command, exit_code, out + "\n", stderr, 0.01)
 
     def upload(self, local: Path, remote_path: str, *, mode: int | None = None) -> None:
         self.pool.uploads.append((self.host, local, remote_path, mode))
@@ -161,9 +162,11 @@ class FakeRemote:
 
 @dataclass
 class FakeRemotePool:
-    """``outcomes`` maps a substring of a command to its exit code, or to "timeout"."""
+    """``outcomes`` maps a substring of a command to its exit code, or to "timeout"; ``stdout`` maps a
+    substring of a command to what it prints (default "done")."""
 
     outcomes: dict[str, int | str] = field(default_factory=dict)
+    stdout: dict[str, str] = field(default_factory=dict)
     commands: list[tuple[str, str]] = field(default_factory=list)
     uploads: list[tuple[str, Path, str, int | None]] = field(default_factory=list)
     discarded: list[str] = field(default_factory=list)

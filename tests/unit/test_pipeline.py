@@ -16,7 +16,7 @@ from orchestrator.engine import remote_commands
 from orchestrator.engine.pipeline import LB_OUTAGE_TIMEOUT, STEP_NAMES, HostPipeline, Progress, poll_delay
 from orchestrator.errors import HypervisorError, LoadBalancerError, RemoteError
 from orchestrator.model.states import TERMINAL, TRANSITIONS, HostState
-from tests.unit.fakes import Rig, rig, rollout_spec
+from tests.unit.fakes import Rig, host_spec, rig, rollout_spec
 
 S = HostState
 W = "web1"
@@ -471,3 +471,41 @@ def test_the_orchestrators_own_stall_does_not_count_against_the_checks() -> None
     r.clock.advance(300.0)  # the orchestrator was gone for five minutes
     state, progress = r.drive(state, progress)
     assert state is S.SUCCEEDED, progress.error
+
+
+def _sessions_rig(on_timeout: str) -> Rig:
+    from orchestrator.model.playbook import Sessions
+
+    host = host_spec("web1").model_copy(
+        update={"session_probe": "count-sessions", "session_warn": "wall bye"}
+    )
+    spec = rollout_spec(
+        [host],
+        drain_timeout=3.0,
+        sessions=Sessions(
+            probe="count-sessions", interval=0.5, warn="wall bye", warn_every=1.0, on_timeout=on_timeout
+        ),
+    )  # type: ignore[arg-type]
+    r = rig(spec)
+    r.remotes.stdout["count-sessions"] = "3"
+    return r
+
+
+def test_user_sessions_that_never_end_postpone_the_host_back_in_service_once() -> None:
+    r = _sessions_rig("postpone")
+    state, progress = r.drive()
+    assert state is S.PENDING and progress.outcome == "postpone" and progress.postponed == 1
+    assert r.lb.calls == [DRAIN, READY]  # back in service, nothing changed
+    assert any("wall bye" in c for _, c in r.remotes.commands)  # the users were warned
+    assert ("drain", "postponed") in r.journal.outcomes()
+    # Its second chance (the driver clears the outcome when its batch starts): skipped this time.
+    progress.outcome = ""
+    state, progress = r.drive(state, progress)
+    assert state is S.SKIPPED and progress.outcome == "skip"
+
+
+def test_user_sessions_that_end_let_the_drain_go_on() -> None:
+    r = _sessions_rig("postpone")
+    r.remotes.stdout["count-sessions"] = "0"
+    state, _ = r.drive()
+    assert state is S.SUCCEEDED

@@ -37,6 +37,7 @@ from orchestrator.engine.rollout import (
 from orchestrator.engine.wiring import Runtime
 from orchestrator.errors import OrchestratorError, RolloutRefused
 from orchestrator.model.states import ROLLOUT_DONE, TERMINAL, HostState, RolloutState
+from orchestrator.procs import alive
 from orchestrator.store.db import Rollout, Store, now
 
 log = logging.getLogger(__name__)
@@ -87,11 +88,7 @@ def owner_alive(owner: str) -> bool:
     host, _, pid = owner.rpartition("/")
     if host != socket.gethostname() or not pid.isdigit():
         return True  # another machine's worker: only its lease's expiry can tell
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except (OSError, IndexError):
-        return False
+    return alive(int(pid))
 
 
 def schedule(store: Store, scheduler: Scheduler, rollout_id: str, host: str, delay: float = 0.0) -> None:

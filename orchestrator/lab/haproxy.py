@@ -5,9 +5,6 @@ Not part of the orchestrator's runtime: this module may wait (bounded) because i
 
 from __future__ import annotations
 
-import contextlib
-import os
-import signal
 import socket
 import subprocess
 import time
@@ -15,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from orchestrator.errors import ConfigError
+from orchestrator.procs import alive, terminate
 
 HAPROXY = "haproxy"
 START_TIMEOUT = 10.0
@@ -168,7 +166,7 @@ class HAProxyProcess:
 
     def is_running(self) -> bool:
         pid = _read_pid(self.pidfile)
-        return pid is not None and _alive(pid)
+        return pid is not None and alive(pid, "haproxy")
 
     def _log_tail(self, lines: int = 20) -> str:
         try:
@@ -184,18 +182,8 @@ def stop_pidfile(pidfile: Path, timeout: float = STOP_TIMEOUT) -> None:
     Does nothing when the file is missing or the process is already gone.
     """
     pid = _read_pid(pidfile)
-    if pid is not None and _alive(pid):
-        _signal(pid, signal.SIGTERM)
-        deadline = time.monotonic() + timeout
-        while _alive(pid) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        if _alive(pid):
-            _signal(pid, signal.SIGKILL)
-            deadline = time.monotonic() + timeout
-            while _alive(pid) and time.monotonic() < deadline:
-                time.sleep(0.05)
-            if _alive(pid):
-                raise ConfigError(f"HAProxy pid {pid} from {pidfile} survived SIGKILL for {timeout:.0f} s")
+    if pid is not None:
+        terminate(pid, "haproxy", timeout)
     pidfile.unlink(missing_ok=True)
 
 
@@ -211,23 +199,6 @@ def _read_pid(pidfile: Path) -> int | None:
         return None
     # With -D and no master-worker mode the file holds the one daemon pid; take the first to be safe.
     return int(text[0]) if text and text[0].isdigit() else None
-
-
-def _alive(pid: int) -> bool:
-    """True if ``pid`` is a live haproxy process (not a zombie, not a recycled pid of another program)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    # Format: "pid (comm) state ...": the daemon's parent exited, and a zombie lingers until reaped.
-    comm = stat[stat.find("(") + 1 : stat.rfind(")")]
-    state = stat[stat.rfind(")") + 2 :].split(" ", 1)[0]
-    return comm.startswith("haproxy") and state not in ("Z", "X")
-
-
-def _signal(pid: int, sig: signal.Signals) -> None:
-    with contextlib.suppress(ProcessLookupError):  # it may exit between the check and the signal
-        os.kill(pid, sig)
 
 
 def _socket_answers(path: Path) -> bool:

@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import grp
-import os
 import pwd
-import signal
 import subprocess
 import time
 from collections.abc import Iterator
@@ -23,6 +21,7 @@ from typing import Any
 from xml.sax.saxutils import escape
 
 from orchestrator.errors import ConfigError
+from orchestrator.procs import alive, terminate
 
 LIBVIRTD_START_TIMEOUT = 20.0
 STOP_TIMEOUT = 10.0
@@ -63,7 +62,7 @@ class Libvirtd:
             pid = int(self.pidfile.read_text().split()[0])
         except (OSError, ValueError, IndexError):
             return None
-        return pid if _alive(pid, "libvirtd") else None
+        return pid if alive(pid, "libvirtd") else None
 
     def start(self) -> None:
         if self.pid() is not None and self.socket.exists():
@@ -300,7 +299,7 @@ def _find(marker: bytes, program: bytes, comm_prefix: str) -> list[int]:
         except OSError:
             continue
         argv0 = cmdline.split(b"\0", 1)[0]
-        if program in argv0 and marker in cmdline and _alive(int(proc.name), comm_prefix):
+        if program in argv0 and marker in cmdline and alive(int(proc.name), comm_prefix):
             pids.append(int(proc.name))
     return pids
 
@@ -315,24 +314,6 @@ def kill_strays(lab_dir: Path) -> None:
         _terminate(pid, "qemu")
 
 
-def _alive(pid: int, comm_prefix: str) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    comm = stat[stat.find("(") + 1 : stat.rfind(")")]
-    state = stat[stat.rfind(")") + 2 :].split(" ", 1)[0]
-    return comm.startswith(comm_prefix) and state not in ("Z", "X")
-
-
 def _terminate(pid: int, comm_prefix: str) -> None:
     """SIGTERM, bounded wait, SIGKILL: for one process we started, by its pid."""
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, sig)
-        deadline = time.monotonic() + STOP_TIMEOUT
-        while _alive(pid, comm_prefix) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        if not _alive(pid, comm_prefix):
-            return
-    raise ConfigError(f"{comm_prefix} pid {pid} survived SIGKILL for {STOP_TIMEOUT:.0f} s")
+    terminate(pid, comm_prefix, STOP_TIMEOUT)

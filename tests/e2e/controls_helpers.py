@@ -7,16 +7,13 @@ from __future__ import annotations
 import contextlib
 import math
 import os
-import signal
-import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import yaml
 
@@ -27,8 +24,9 @@ from orchestrator.lab.loopback import LoopbackFarm
 from orchestrator.model.inventory import HAProxyConfig
 from orchestrator.model.states import ROLLOUT_DONE, HostState, RolloutState
 from orchestrator.store.db import Rollout, Step, Store
-
-T = TypeVar("T")
+from tests.e2e.fault_helpers import Proc, cleanup, orchestrator
+from tests.e2e.fault_helpers import cli as cli  # re-exported for the tests
+from tests.e2e.fault_helpers import wait_for as wait_for
 
 PLAYBOOKS = Path(__file__).resolve().parents[2] / "playbooks"
 
@@ -41,79 +39,10 @@ def report(title: str, text: str) -> None:
     out.flush()
 
 
-def wait_for(check: Callable[[], T | None], timeout: float, what: str, interval: float = 0.05) -> T:
-    """Poll until ``check`` returns something truthy; fail the test naming ``what`` after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
-        time.sleep(interval)
-
-
-class Proc:
-    """An orchestrator command in its own session, output to a file; stopped with its whole group."""
-
-    def __init__(self, args: list[str], env: dict[str, str], log: Path) -> None:
-        self.name = " ".join(args[:2])
-        self.log = log
-        self._out = log.open("w")
-        self.popen = subprocess.Popen(
-            [sys.executable, "-m", "orchestrator", *args],
-            env={**os.environ, **env},
-            stdin=subprocess.DEVNULL,
-            stdout=self._out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-
-    def alive(self) -> bool:
-        return self.popen.poll() is None
-
-    def stop(self, timeout: float = 20.0) -> None:
-        """SIGTERM, SIGKILL after ``timeout``; always reaps the group."""
-        for sig in (signal.SIGTERM, signal.SIGKILL):
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.popen.pid, sig)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                self.popen.wait(timeout=timeout)
-        self._out.close()
-
-    def wait(self, timeout: float) -> int:
-        try:
-            return self.popen.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            raise AssertionError(f"`{self.name}` did not end within {timeout:g}s:\n{self.output()}") from None
-
-    def output(self) -> str:
-        return self.log.read_text(errors="replace")
-
-
-@contextlib.contextmanager
-def stopping() -> Iterator[list[Proc]]:
-    """Every process appended to the yielded list is stopped at the end, whatever happened."""
-    procs: list[Proc] = []
-    try:
-        yield procs
-    finally:
-        for proc in reversed(procs):
-            proc.stop()
-
-
-def cli(args: list[str], env: dict[str, str], *, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    """An operator command in the foreground, as a user runs it."""
-    return subprocess.run(
-        [sys.executable, "-m", "orchestrator", *args],
-        env={**os.environ, **env},
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        stdin=subprocess.DEVNULL,
-        check=False,
-        start_new_session=True,
-    )
+def stopping() -> contextlib.AbstractContextManager[list[Proc]]:
+    """Every process appended to the yielded list is stopped at the end, whatever happened (these tests
+    run without a broker, so there is no queue to remove)."""
+    return cleanup({})
 
 
 def controls_env(tmp_path: Path, name: str) -> dict[str, str]:
@@ -168,7 +97,7 @@ def set_host_vars(farm: LoopbackFarm, per_host: dict[str, dict[str, Any]], **eve
 
 
 def start_run(playbook: Path, farm: LoopbackFarm, env: dict[str, str], tmp_path: Path) -> Proc:
-    return Proc(["run", str(playbook), "-i", str(farm.inventory)], env, tmp_path / "run.log")
+    return orchestrator(["run", str(playbook), "-i", str(farm.inventory)], env, tmp_path / "run.log")
 
 
 def lb(farm: LoopbackFarm) -> HAProxy:

@@ -22,7 +22,6 @@ from orchestrator.lab.measure import under_load
 from orchestrator.model.states import HostState, RolloutState
 from orchestrator.store.db import Step, Store
 from tests.e2e.controls_helpers import (
-    Proc,
     ServerWatch,
     actions_text,
     all_up,
@@ -32,6 +31,7 @@ from tests.e2e.controls_helpers import (
     journal_of,
     journal_text,
     lb,
+    orchestrator,
     plan_window,
     report,
     rollout_of,
@@ -464,7 +464,7 @@ def test_pause_lets_the_host_in_flight_finish_and_resume_continues(
         held = state_text(store, rollout_id)
         held_rollout = rollout_of(store, rollout_id)
         held_steps = [s for s in store.steps(rollout_id) if s.host != "host1"]
-        resumed = Proc(["resume", rollout_id, "--as", "carol"], env, tmp_path / "resume.log")
+        resumed = orchestrator(["resume", rollout_id, "--as", "carol"], env, tmp_path / "resume.log")
         procs.append(resumed)
         code = run.wait(60)
         resume_code = resumed.wait(30)

@@ -4,16 +4,13 @@ claim_due exactly once under concurrent workers, due_rollouts with a fake start,
 
 from __future__ import annotations
 
-import os
 import sys
 import threading
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
-import psycopg
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
@@ -41,27 +38,9 @@ from tests.unit.fakes import GOOD_PLAYBOOK, marked_line, write_inputs
 
 pytestmark = pytest.mark.integration
 
-PG = "host=127.0.0.1 port=5432 user=postgres dbname=postgres"
 EXAMPLES = Path(__file__).resolve().parents[2] / "playbooks" / "examples"
 WINDOW = 'window: {timezone: Europe/Paris, allowed: ["Sat 01:00-05:00", "Sun 01:00-05:00"]}\n'
 NOW = 1_800_000_000.0  # 2027-01-15 08:00 UTC: the store functions take "now" as an argument
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
-    if request.param == "sqlite":
-        yield Store(f"sqlite:///{tmp_path / 'store.db'}")
-        return
-    name = f"orch_sched_{os.getpid()}_{time.time_ns() % 10**9}"
-    with psycopg.connect(PG, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    opened = Store(f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}")
-    try:
-        yield opened
-    finally:
-        opened.engine.dispose()
-        with psycopg.connect(PG, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
 
 
 def add(

@@ -3,13 +3,10 @@ tick tokens, the batch compare-and-set, the transition table."""
 
 from __future__ import annotations
 
-import os
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
-import psycopg
 import pytest
 from alembic.script import ScriptDirectory
 from sqlalchemy import text
@@ -22,25 +19,6 @@ from orchestrator.store.db import Store
 from orchestrator.store.migrate import config
 
 pytestmark = pytest.mark.integration
-
-PG = "host=127.0.0.1 port=5432 user=postgres dbname=postgres"
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
-    if request.param == "sqlite":
-        yield Store(f"sqlite:///{tmp_path / 'store.db'}")
-        return
-    name = f"orch_test_{os.getpid()}_{time.time_ns() % 10**9}"
-    with psycopg.connect(PG, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    store = Store(f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}")
-    try:
-        yield store
-    finally:
-        store.engine.dispose()
-        with psycopg.connect(PG, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
 
 
 def spec(rollout_id: str, pool: str = "web", hosts: tuple[str, ...] = ("a", "b")) -> RolloutSpec:

@@ -20,12 +20,19 @@ def new_rollout_id() -> str:
 
 
 def load_spec(
-    playbook: Path, inventory: Path, *, rollout_id: str = "ROLLOUT_ID", hosts: tuple[str, ...] = ()
+    playbook: Path,
+    inventory: Path,
+    *,
+    rollout_id: str = "ROLLOUT_ID",
+    hosts: tuple[str, ...] = (),
+    missing: list[str] | None = None,
 ) -> RolloutSpec:
-    """Parse, validate and render everything; raises InputError (exit 2) on any user mistake."""
+    """Parse, validate and render everything; raises InputError (exit 2) on any user mistake. With
+    ``missing``, upload sources that do not exist are listed there instead (for `plan`)."""
     book, book_lines = load_playbook(playbook)
     inv, inv_lines = load_inventory(inventory)
-    return resolve(book, inv, Files(book_lines, inv_lines), rollout_id=rollout_id, only_hosts=hosts)
+    files = Files(book_lines, inv_lines)
+    return resolve(book, inv, files, rollout_id=rollout_id, only_hosts=hosts, missing=missing)
 
 
 def preflight(spec: RolloutSpec, runtime: Runtime) -> list[str]:

@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 
 from orchestrator.adapters.loadbalancers.base import LoadBalancer, ServerState
 from orchestrator.engine.pipeline import GateDecision, Hold, Proceed, Refuse
-from orchestrator.model.plan import capacity_floor_of
+from orchestrator.model.plan import capacity_floor_of, expected_host_seconds
 from orchestrator.model.spec import HostSpec, RolloutSpec
 from orchestrator.model.states import HostState, RolloutState
 from orchestrator.store.db import Store
@@ -34,19 +34,6 @@ def may_drain(servers: list[ServerState], server: str, ours_out: set[str], floor
     if out:
         picture += f"; out of service: {', '.join(out)}"
     return remaining >= floor, picture
-
-
-def expected_host_seconds(spec: RolloutSpec, past: list[float]) -> float:
-    """How long a host is expected to take: the slowest host of this rollout so far, with a margin;
-    before any, a bound from the playbook's own timeouts."""
-    if past:
-        return max(past) * 1.5
-    return (
-        spec.drain_timeout
-        + sum(s.timeout for h in list(spec.hosts.values())[:1] for s in h.steps)
-        + spec.stabilize_timeout
-        + 60
-    )
 
 
 class StoreControls:

@@ -16,37 +16,74 @@ Relative paths are resolved against the inventory file's folder. ``ssh`` set on 
 pool's field by field. ``hypervisor`` may instead be ``{type: command, create: ..., revert: ...,
 delete: ...}``: snapshots made by commands over SSH (LVM, ZFS, btrfs, or a copy), for hosts that are
 not VMs.
+
+Names become parts of commands (HAProxy runtime API lines, libvirt calls, file names), so each has a
+strict character set, checked here: pool and host names ``[A-Za-z0-9][A-Za-z0-9_.-]*``; HAProxy backend
+and server names HAProxy's own set (letters, digits, ``_ . : -``); libvirt domains
+``[A-Za-z0-9][A-Za-z0-9_.+-]*``; addresses an IP address or a DNS name. Secrets are declared by where
+their value lives (``secrets: {db_password: {env: DXCARE_DB_PASSWORD}}``, see ``model.secrets``), at the
+top level or in a pool.
 """
 
 from __future__ import annotations
 
+import ipaddress
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+from pydantic import AfterValidator, Field, ValidationInfo, field_validator, model_validator
 
-from orchestrator.model.yamlfile import LineMap, load, parse_duration
+from orchestrator.model.base import Port, Strict, Timeout
+from orchestrator.model.playbook import Command
+from orchestrator.model.secrets import SecretName, SecretSource
+from orchestrator.model.yamlfile import LineMap, load
 
 Name = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=64)]
-Seconds = Annotated[float, Field(ge=0)]
+# HAProxy's own charset for proxy and server names: anything else could split a runtime API line.
+LBName = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.:-]+$", max_length=64)]
+DomainName = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$", max_length=64)]
+UserName = Annotated[str, Field(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$", max_length=32)]
+
+_HOSTNAME = re.compile(
+    r"^(?=.{1,253}$)[A-Za-z0-9_]([A-Za-z0-9_-]{0,62})(\.[A-Za-z0-9_]([A-Za-z0-9_-]{0,62}))*\.?$"
+)
 
 
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+def check_address(address: str) -> str:
+    """An IP address or a DNS name: what lands in URLs, TCP connects and SSH, nothing else."""
+    try:
+        ipaddress.ip_address(address)
+        return address
+    except ValueError:
+        pass
+    if not _HOSTNAME.match(address):
+        raise ValueError(
+            f"address {address!r} is not an IP address or a host name; e.g. 10.0.0.11 or web1.example"
+        )
+    return address
 
 
-def _seconds(value: Any) -> float:
-    return parse_duration(value)
+Address = Annotated[str, AfterValidator(check_address)]
+
+
+def check_host_port(text: str) -> str:
+    host, sep, port = text.rpartition(":")
+    host = host.removeprefix("[").removesuffix("]")
+    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"address {text!r} is not host:port; e.g. 127.0.0.1:9999 or [::1]:9999")
+    check_address(host)
+    return text
 
 
 class HAProxyConfig(Strict):
     type: Literal["haproxy"] = "haproxy"
     socket: Path | None = None  # unix socket of the runtime API ("stats socket ... level admin")
-    address: str | None = None  # or host:port of a TCP runtime API
-    backend: str
-    timeout: Seconds = 5.0
-
-    _dur = field_validator("timeout", mode="before")(_seconds)
+    address: Annotated[str, AfterValidator(check_host_port)] | None = (
+        None  # or host:port of a TCP runtime API
+    )
+    backend: LBName
+    timeout: Timeout = 5.0
 
     @model_validator(mode="after")
     def _one_endpoint(self) -> HAProxyConfig:
@@ -64,12 +101,10 @@ class CommandSnapshotConfig(Strict):
     """Snapshots taken by shell commands on the host itself. ``{{ snapshot }}`` names the snapshot."""
 
     type: Literal["command"]
-    create: str
-    revert: str
-    delete: str
-    timeout: Seconds = 120.0
-
-    _dur = field_validator("timeout", mode="before")(_seconds)
+    create: Command
+    revert: Command
+    delete: Command
+    timeout: Timeout = 120.0
 
 
 class NoSnapshots(Strict):
@@ -80,13 +115,11 @@ HypervisorConfig = Annotated[LibvirtConfig | CommandSnapshotConfig | NoSnapshots
 
 
 class SSHConfig(Strict):
-    user: str | None = None
-    port: int | None = Field(default=None, ge=1, le=65535)
+    user: UserName | None = None
+    port: Port | None = None
     key: Path | None = None
     known_hosts: Path | None = None
-    connect_timeout: Seconds | None = None
-
-    _dur = field_validator("connect_timeout", mode="before")(lambda v: None if v is None else _seconds(v))
+    connect_timeout: Timeout | None = None
 
     def over(self, base: SSHConfig) -> SSHConfig:
         """This config's fields where set, ``base``'s elsewhere."""
@@ -95,9 +128,9 @@ class SSHConfig(Strict):
 
 
 class Host(Strict):
-    address: str
-    domain: str | None = None  # VM domain name at the hypervisor; defaults to the host name
-    lb_server: str | None = None  # server name in the load balancer backend; defaults to the host name
+    address: Address
+    domain: DomainName | None = None  # VM domain name at the hypervisor; defaults to the host name
+    lb_server: LBName | None = None  # server name in the load balancer backend; defaults to the host name
     ssh: SSHConfig = SSHConfig()
     vars: dict[str, Any] = {}
 
@@ -107,6 +140,7 @@ class Pool(Strict):
     hypervisor: HypervisorConfig = LibvirtConfig()
     ssh: SSHConfig = SSHConfig()
     vars: dict[str, Any] = {}
+    secrets: dict[SecretName, SecretSource] = {}
     hosts: dict[Name, Host]
 
     @field_validator("hosts")
@@ -119,33 +153,41 @@ class Pool(Strict):
 
 class Inventory(Strict):
     vars: dict[str, Any] = {}
+    secrets: dict[SecretName, SecretSource] = {}
     pools: dict[Name, Pool]
 
     @model_validator(mode="before")
     @classmethod
     def _resolve_paths(cls, data: Any, info: ValidationInfo) -> Any:
-        """Relative paths count from the inventory's folder, not from wherever the CLI was started."""
+        """Relative paths count from the inventory's folder, not from wherever the CLI was started.
+        Anything not shaped as expected is left for the schema to report."""
         base = (info.context or {}).get("base_dir")
         if base is None or not isinstance(data, dict):
             return data
 
-        def fix(ssh: Any) -> None:
-            if isinstance(ssh, dict):
-                for key in ("key", "known_hosts"):
-                    if isinstance(ssh.get(key), str) and not Path(ssh[key]).is_absolute():
-                        ssh[key] = str(Path(base) / ssh[key])
+        def fix(section: Any, *keys: str) -> None:
+            if isinstance(section, dict):
+                for key in keys:
+                    if isinstance(section.get(key), str) and not Path(section[key]).is_absolute():
+                        section[key] = str(Path(base) / section[key])
 
-        for pool in (data.get("pools") or {}).values():
+        def fix_secrets(secrets: Any) -> None:
+            if isinstance(secrets, dict):
+                for source in secrets.values():
+                    fix(source, "file")
+
+        fix_secrets(data.get("secrets"))
+        pools = data.get("pools")
+        for pool in pools.values() if isinstance(pools, dict) else ():
             if not isinstance(pool, dict):
                 continue
-            fix(pool.get("ssh"))
-            lb = pool.get("loadbalancer")
-            socket = lb.get("socket") if isinstance(lb, dict) else None
-            if isinstance(lb, dict) and isinstance(socket, str) and not Path(socket).is_absolute():
-                lb["socket"] = str(Path(base) / socket)
-            for host in (pool.get("hosts") or {}).values():
+            fix(pool.get("ssh"), "key", "known_hosts")
+            fix(pool.get("loadbalancer"), "socket")
+            fix_secrets(pool.get("secrets"))
+            hosts = pool.get("hosts")
+            for host in hosts.values() if isinstance(hosts, dict) else ():
                 if isinstance(host, dict):
-                    fix(host.get("ssh"))
+                    fix(host.get("ssh"), "key", "known_hosts")
         return data
 
 

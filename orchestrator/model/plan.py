@@ -8,6 +8,10 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from orchestrator.model.spec import RolloutSpec
 
 
 def batch_size(size: int | str, pool_size: int) -> int:
@@ -52,3 +56,13 @@ def capacity_floor_of(
     if max_unavailable is not None:
         floors.append(pool_size - max(1, _count(max_unavailable, pool_size, round_up=False)))
     return max(floors)
+
+
+def expected_host_seconds(spec: RolloutSpec, past: Sequence[float]) -> float:
+    """How long a host is expected to take: the slowest host of this rollout so far, with a margin;
+    before any, a bound from the playbook's own timeouts (drain, update steps, stabilisation, 1 min)."""
+    if past:
+        return max(past) * 1.5
+    first = next(iter(spec.hosts.values()), None)
+    steps = sum(s.timeout for s in first.steps) if first else 0.0
+    return spec.drain_timeout + steps + spec.stabilize_timeout + 60

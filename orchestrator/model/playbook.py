@@ -11,18 +11,21 @@ update:
   - run: "{{ vars.app_dir }}/bin/install /tmp/app-2.tar.gz"
     timeout: 60s
 checks:
-  - http: {url: "http://{{ host.address }}:8080/health", status: 200, json: {version: "2"}}
+  - http: {url: "http://{{ host.address }}:8080/health", status: 200, json: {version: "2"},
+           headers: {Authorization: "Bearer {{ secrets.health_token }}"}}
   - tcp: {port: 22}
   - command: {run: "systemctl is-active app", timeout: 5s}
 stabilize: {interval: 1s, successes: 3, timeout: 60s}
 revert_checks: [...]   # what the old version must pass after a revert; defaults to `checks` minus
                        # the ones that pin the new version (json / contains)
 vars: {version: "2"}
+secrets: {health_token: {env: APP_HEALTH_TOKEN}}   # see orchestrator.model.secrets
 ```
 """
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -31,49 +34,28 @@ from pydantic import (
     BaseModel,
     BeforeValidator,
     ConfigDict,
+    Discriminator,
     Field,
+    Tag,
     ValidationInfo,
     field_validator,
     model_validator,
 )
 
 from orchestrator.model import windows
-from orchestrator.model.yamlfile import LineMap, load, parse_duration
+from orchestrator.model.base import Bool, Duration, Int, Strict, Timeout, count_or_percent
+from orchestrator.model.secrets import SecretName, SecretSource
+from orchestrator.model.yamlfile import LineMap, load
 
-Seconds = Annotated[float, Field(ge=0)]
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-def _seconds(value: Any) -> float:
-    return parse_duration(value)
-
-
-BatchSize = int | str
-
-
-def _count_or_percent(value: int | str, field: str) -> int | str:
-    if isinstance(value, bool):
-        raise ValueError(f"{field} {value!r} is not a number; a number >= 0 or a percentage like '25%'")
-    if isinstance(value, int):
-        if value < 0:
-            raise ValueError(f"{field} {value} is negative; a number >= 0 or a percentage like '25%'")
-        return value
-    if not (value.endswith("%") and value[:-1].strip().isdigit() and 0 <= int(value[:-1]) <= 100):
-        raise ValueError(f"{field} {value!r} is not valid; a number >= 0 or a percentage '0%'..'100%'")
-    return value
+BatchSize = Annotated[int | str, count_or_percent("batch size", low=1)]
 
 
 class FailureBudget(Strict):
     """Failed hosts tolerated before `on_failure` applies (both limits hold). ``percent`` is of the
     hosts of the rollout, as "25%" or 25."""
 
-    count: int = Field(default=0, ge=0)
-    percent: int | str = "100%"
-
-    _pct = field_validator("percent")(lambda v: _count_or_percent(v, "failure_budget.percent"))
+    count: Int = Field(default=0, ge=0)
+    percent: Annotated[int | str, count_or_percent("failure_budget.percent")] = "100%"
 
 
 class Strategy(Strict):
@@ -82,39 +64,13 @@ class Strategy(Strict):
     # first, then stop. continue: carry on while failures stay within failure_budget, then halt.
     on_failure: Literal["halt", "rollback_all", "continue"] = "halt"
     failure_budget: FailureBudget = FailureBudget()
-    max_unavailable: int | str | None = None  # servers out of service at once, ours and others'
-    min_healthy: int | str | None = None  # servers that must stay in service
-    capacity_timeout: Seconds = 600.0  # how long a host may wait for capacity before the rollout fails
-    approve_after: list[int] = []  # batch numbers (1-based) after which a human must approve
-    approval_timeout: Seconds = 14400.0
+    # Servers out of service at once, ours and others'. 0 would leave nothing to update.
+    max_unavailable: Annotated[int | str, count_or_percent("max_unavailable", low=1)] | None = None
+    min_healthy: Annotated[int | str, count_or_percent("min_healthy")] | None = None  # must stay in service
+    capacity_timeout: Duration = 600.0  # how long a host may wait for capacity before the rollout fails
+    approve_after: list[Int] = []  # batch numbers (1-based) after which a human must approve
+    approval_timeout: Timeout = 14400.0
     on_approval_timeout: Literal["reject", "approve"] = "reject"
-
-    _dur = field_validator("capacity_timeout", "approval_timeout", mode="before")(_seconds)
-    _mu = field_validator("max_unavailable")(
-        lambda v: None if v is None else _count_or_percent(v, "max_unavailable")
-    )
-    _mh = field_validator("min_healthy")(lambda v: None if v is None else _count_or_percent(v, "min_healthy"))
-
-    @field_validator("batches")
-    @classmethod
-    def _sizes(cls, batches: list[BatchSize]) -> list[BatchSize]:
-        if not batches:
-            raise ValueError("batches is empty; a list of sizes such as [1, 2, '50%']")
-        for size in batches:
-            if isinstance(size, bool):
-                raise ValueError(
-                    f"batch size {size!r} is not a size; a number >= 1 or a percentage like '25%'"
-                )
-            if isinstance(size, int):
-                if size < 1:
-                    raise ValueError(
-                        f"batch size {size} is below 1; a number >= 1 or a percentage like '25%'"
-                    )
-            elif not (size.endswith("%") and size[:-1].strip().isdigit() and 0 < int(size[:-1]) <= 100):
-                raise ValueError(
-                    f"batch size {size!r} is not valid; a number >= 1 or a percentage '1%'..'100%'"
-                )
-        return batches
 
     @model_validator(mode="after")
     def _continue_needs_budget(self) -> Strategy:
@@ -125,6 +81,13 @@ class Strategy(Strict):
             )
         return self
 
+    @field_validator("batches")
+    @classmethod
+    def _some_batches(cls, batches: list[int | str]) -> list[int | str]:
+        if not batches:
+            raise ValueError("batches is empty; a list of sizes such as [1, 2, '50%']")
+        return batches
+
     @field_validator("approve_after")
     @classmethod
     def _batches_numbered(cls, after: list[int]) -> list[int]:
@@ -133,35 +96,42 @@ class Strategy(Strict):
         return sorted(set(after))
 
 
+def _command(text: str) -> str:
+    if not text.strip():
+        raise ValueError("the command is empty; a command to run")
+    return text
+
+
+Command = Annotated[str, AfterValidator(_command)]
+
+
 class Sessions(Strict):
     """User sessions on the server itself, beyond the load balancer's connection count."""
 
-    probe: str  # a command printing the number of active user sessions
-    interval: Seconds = 10.0
-    warn: str | None = None  # a command run at `warn_every` while sessions remain (e.g. message the users)
-    warn_every: Seconds = 300.0
+    probe: Command  # a command printing the number of active user sessions
+    interval: Timeout = 10.0
+    warn: Command | None = (
+        None  # a command run at `warn_every` while sessions remain (e.g. message the users)
+    )
+    warn_every: Timeout = 300.0
     # What to do when sessions remain at the drain timeout: postpone (back in service, this host goes to
     # the end of the rollout, once), skip (back in service, not updated), force (update anyway).
     on_timeout: Literal["postpone", "skip", "force"] = "postpone"
 
-    _dur = field_validator("interval", "warn_every", mode="before")(_seconds)
-
 
 class Drain(Strict):
-    timeout: Seconds = 60.0
+    timeout: Timeout = 60.0
     # What to do when connections remain at the timeout. "fail" keeps the host in service and fails it
     # (nothing was changed); "force" proceeds and cuts the remaining connections.
     on_timeout: Literal["fail", "force"] = "fail"
     sessions: Sessions | None = None
 
-    _dur = field_validator("timeout", mode="before")(_seconds)
-
 
 class Deadlines(Strict):
-    host: Seconds | None = None  # a host's whole pipeline; past it, the host fails (and is reverted)
-    rollout: Seconds | None = None  # the whole rollout; past it, no host starts and the rollout fails
+    """0 is not "none": leave a deadline out for none."""
 
-    _dur = field_validator("host", "rollout", mode="before")(lambda v: None if v is None else _seconds(v))
+    host: Timeout | None = None  # a host's whole pipeline; past it, the host fails (and is reverted)
+    rollout: Timeout | None = None  # the whole rollout; past it, no host starts and the rollout fails
 
 
 class WindowSpec(Strict):
@@ -189,84 +159,58 @@ class WindowSpec(Strict):
 
 
 class Snapshot(Strict):
-    enabled: bool = True
-    memory: bool = True
-    name: str = "orch-{{ rollout.id }}"
+    enabled: Bool = True
+    memory: Bool = True
+    name: str = Field(default="orch-{{ rollout.id }}", min_length=1)
     retention: Literal["delete_on_success", "keep"] = "delete_on_success"
 
 
-class Upload(Strict):
-    src: Path
-    dest: str
-    mode: str | None = None
+def _octal(mode: str) -> str:
+    if not re.fullmatch(r"0?[0-7]{3,4}", mode):
+        raise ValueError(f"mode {mode!r} is not octal; a string such as '0644'")
+    return mode
 
-    @field_validator("mode")
-    @classmethod
-    def _octal(cls, mode: str | None) -> str | None:
-        if mode is not None:
-            try:
-                int(mode, 8)
-            except ValueError:
-                raise ValueError(f"mode {mode!r} is not octal; a string such as '0644'") from None
-        return mode
+
+class Upload(Strict):
+    src: str = Field(min_length=1)
+    dest: str = Field(min_length=1)
+    mode: Annotated[str, AfterValidator(_octal)] | None = None
 
 
 class UploadStep(Strict):
     upload: Upload
-    timeout: Seconds = 300.0
-
-    _dur = field_validator("timeout", mode="before")(_seconds)
+    timeout: Timeout = 300.0
 
 
 class RunStep(Strict):
-    run: str
-    timeout: Seconds = 300.0
-
-    _dur = field_validator("timeout", mode="before")(_seconds)
+    run: Command
+    timeout: Timeout = 300.0
 
 
-def _one_of(what: str, *kinds: str) -> BeforeValidator:
-    """Name the offending item's kind instead of pydantic's union noise. Checked per item, so the
-    error's location (and so its line in the file) is the item itself."""
-
-    def check(item: Any) -> Any:
-        if isinstance(item, BaseModel) or (isinstance(item, dict) and any(k in item for k in kinds)):
-            return item
-        found = f"keys: {', '.join(map(str, item))}" if isinstance(item, dict) else repr(item)
-        raise ValueError(
-            f"unknown {what} kind ({found}); a {what} is a mapping with one of: {', '.join(kinds)}"
-        )
-
-    return BeforeValidator(check)
-
-
-Step = Annotated[RunStep | UploadStep, _one_of("step", "run", "upload")]
+# A header's name is an RFC 9110 token; its value may use secrets (rendered later) but no line break.
+HeaderName = Annotated[str, Field(pattern=r"^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,64}$")]
 
 
 class HttpCheckSpec(Strict):
-    url: str
-    status: int = 200
+    url: str = Field(min_length=1)
+    status: Int = Field(default=200, ge=100, le=599)
     contains: str | None = None
     json_fields: dict[str, Any] | None = Field(default=None, alias="json")
-    timeout: Seconds = 5.0
+    headers: dict[HeaderName, str] = {}
+    timeout: Timeout = 5.0
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
-    _dur = field_validator("timeout", mode="before")(_seconds)
 
 
 class TcpCheckSpec(Strict):
-    port: int = Field(ge=1, le=65535)
-    address: str = "{{ host.address }}"
-    timeout: Seconds = 5.0
-
-    _dur = field_validator("timeout", mode="before")(_seconds)
+    port: Int = Field(ge=1, le=65535)
+    address: str = Field(default="{{ host.address }}", min_length=1)
+    timeout: Timeout = 5.0
 
 
 class CommandCheckSpec(Strict):
-    run: str
-    timeout: Seconds = 10.0
-
-    _dur = field_validator("timeout", mode="before")(_seconds)
+    run: Command
+    timeout: Timeout = 10.0
 
 
 class HttpCheck(Strict):
@@ -281,15 +225,57 @@ class CommandCheck(Strict):
     command: CommandCheckSpec
 
 
-CheckSpec = Annotated[HttpCheck | TcpCheck | CommandCheck, _one_of("check", "http", "tcp", "command")]
+def _kinds(what: str, kinds: dict[str, type[BaseModel]]) -> tuple[BeforeValidator, Discriminator]:
+    """Name the offending item's kind instead of pydantic's union noise, and validate the item against
+    the one kind it names, so the error is that kind's (checked per item, so the error's location,
+    and so its line, is the item itself). Tags are not keys of the data: the location drops them."""
+    names = list(kinds)
+
+    def check(item: Any) -> Any:
+        if isinstance(item, BaseModel):
+            return item
+        found = [k for k in names if isinstance(item, dict) and k in item]
+        if len(found) == 1:
+            return item
+        if len(found) > 1:
+            raise ValueError(
+                f"this {what} has several kinds ({', '.join(found)}); one {what} per item, a mapping with "
+                f"one of: {', '.join(names)}"
+            )
+        shown = f"keys: {', '.join(map(str, item))}" if isinstance(item, dict) else repr(item)
+        raise ValueError(
+            f"unknown {what} kind ({shown}); a {what} is a mapping with one of: {', '.join(names)}"
+        )
+
+    def tag(item: Any) -> str:
+        if isinstance(item, BaseModel):
+            return f"{what} {next(k for k, model in kinds.items() if isinstance(item, model))}"
+        return f"{what} {next(k for k in names if k in item)}"
+
+    return BeforeValidator(check), Discriminator(tag)
+
+
+_STEP_CHECK, _STEP_KIND = _kinds("step", {"run": RunStep, "upload": UploadStep})
+Step = Annotated[
+    Annotated[Annotated[RunStep, Tag("step run")] | Annotated[UploadStep, Tag("step upload")], _STEP_KIND],
+    _STEP_CHECK,
+]
+_CHECK_CHECK, _CHECK_KIND = _kinds("check", {"http": HttpCheck, "tcp": TcpCheck, "command": CommandCheck})
+CheckSpec = Annotated[
+    Annotated[
+        Annotated[HttpCheck, Tag("check http")]
+        | Annotated[TcpCheck, Tag("check tcp")]
+        | Annotated[CommandCheck, Tag("check command")],
+        _CHECK_KIND,
+    ],
+    _CHECK_CHECK,
+]
 
 
 class Stabilize(Strict):
-    interval: Seconds = 1.0
-    successes: int = Field(default=3, ge=1)
-    timeout: Seconds = 120.0
-
-    _dur = field_validator("interval", "timeout", mode="before")(_seconds)
+    interval: Duration = 1.0
+    successes: Int = Field(default=3, ge=1)
+    timeout: Timeout = 120.0
 
     @model_validator(mode="after")
     def _reachable(self) -> Stabilize:
@@ -303,8 +289,8 @@ class Stabilize(Strict):
 
 
 class Playbook(Strict):
-    name: str = Field(min_length=1)
-    pool: str
+    name: str = Field(min_length=1, max_length=200)
+    pool: str = Field(min_length=1)
     strategy: Strategy = Strategy()
     drain: Drain = Drain()
     snapshot: Snapshot = Snapshot()
@@ -315,6 +301,7 @@ class Playbook(Strict):
     deadlines: Deadlines = Deadlines()
     window: WindowSpec | None = None
     vars: dict[str, Any] = {}
+    secrets: dict[SecretName, SecretSource] = {}
 
     def old_version_checks(self) -> list[CheckSpec]:
         """Checks the old version must pass after a revert.

@@ -1,7 +1,8 @@
 """A rollout fully resolved: every template rendered, every path absolute, every host's steps listed.
 
 This is what gets stored and handed to workers as JSON: a worker needs neither the playbook nor the
-inventory file, and what ran is exactly what `plan` showed.
+inventory file, and what ran is exactly what `plan` showed. Secrets appear only as tokens (see
+``model.secrets``): their sources are listed in ``secrets``, their values never are.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from pydantic import BaseModel, ConfigDict
 from orchestrator.adapters.remote.base import SSHTarget
 from orchestrator.model.inventory import CommandSnapshotConfig, HAProxyConfig, LibvirtConfig, NoSnapshots
 from orchestrator.model.playbook import Deadlines, FailureBudget, Sessions, WindowSpec
+from orchestrator.model.secrets import SecretSpec
 
 
 class Frozen(BaseModel):
@@ -42,7 +44,7 @@ class SSHSpec(Frozen):
 
 class StepSpec(Frozen):
     kind: Literal["run", "upload"]
-    label: str  # short, for progress lines and the journal
+    label: str  # what it does, for progress lines and the journal (secrets as tokens)
     timeout: float
     command: str = ""  # run
     src: Path | None = None  # upload
@@ -58,6 +60,7 @@ class CheckSpec(Frozen):
     status: int = 200
     contains: str | None = None
     json_fields: dict[str, Any] | None = None
+    headers: dict[str, str] = {}  # may hold secret tokens
     address: str = ""
     port: int = 0
     command: str = ""
@@ -72,6 +75,7 @@ class HostSpec(Frozen):
     steps: list[StepSpec]
     checks: list[CheckSpec]
     revert_checks: list[CheckSpec]
+    snapshot_name: str = ""  # rendered per host: a name template may use host.*
     snapshot_commands: dict[str, str] = {}  # command snapshots: create / revert / delete, rendered
     session_probe: str = ""  # rendered drain.sessions.probe
     session_warn: str = ""  # rendered drain.sessions.warn
@@ -88,7 +92,6 @@ class RolloutSpec(Frozen):
     drain_on_timeout: Literal["fail", "force"]
     snapshot_enabled: bool
     snapshot_memory: bool
-    snapshot_name: str
     snapshot_retention: Literal["delete_on_success", "keep"]
     snapshot_timeout: float
     stabilize_interval: float
@@ -108,6 +111,7 @@ class RolloutSpec(Frozen):
     loadbalancer: HAProxyConfig
     hypervisor: LibvirtConfig | CommandSnapshotConfig | NoSnapshots
     hosts: dict[str, HostSpec]
+    secrets: dict[str, SecretSpec] = {}  # where each secret's value lives; resolved by the worker
 
     def host_order(self) -> list[str]:
         return [h for batch in self.batches for h in batch]

@@ -74,6 +74,26 @@ class Window:
         period = self._period(at)
         return period[1] if period else None
 
+    def longest_opening(self) -> timedelta:
+        """The longest time the window stays open at a stretch, on wall clocks (touching ranges count
+        as one opening; a DST night may add or take an hour)."""
+        week = bytearray(_WEEK)
+        for r in self.ranges:
+            for day in r.days:
+                begin = day * 1440 + r.start
+                for minute in range(begin, begin + r.minutes):
+                    week[minute % _WEEK] = 1
+        # The week is a circle: start counting just after a closed minute (some minute is closed).
+        first_closed = week.index(0)
+        longest = run = 0
+        for i in range(1, _WEEK + 1):
+            if week[(first_closed + i) % _WEEK]:
+                run += 1
+                longest = max(longest, run)
+            else:
+                run = 0
+        return timedelta(minutes=longest)
+
     def time_left(self, at: datetime) -> timedelta:
         """How long the window stays open from ``at``; zero when it is closed."""
         end = self.closes_at(at)

@@ -41,7 +41,6 @@ def spec(rollout_id: str, pool: str = "web", hosts: tuple[str, ...] = ("a", "b")
         drain_on_timeout="fail",
         snapshot_enabled=False,
         snapshot_memory=True,
-        snapshot_name="s",
         snapshot_retention="keep",
         snapshot_timeout=1,
         stabilize_interval=0.1,

@@ -308,6 +308,7 @@ def host_spec(name: str = "web1", *, steps: list[StepSpec] | None = None) -> Hos
         ],
         checks=[CHECK_NEW],
         revert_checks=[CHECK_OLD],
+        snapshot_name="orch-R1",
     )
 
 
@@ -326,7 +327,6 @@ def rollout_spec(
         "drain_on_timeout": "fail",
         "snapshot_enabled": True,
         "snapshot_memory": True,
-        "snapshot_name": "orch-R1",
         "snapshot_retention": "delete_on_success",
         "snapshot_timeout": 120.0,
         "stabilize_interval": 1.0,

@@ -122,7 +122,7 @@ def test_the_dxcare_example(tmp_path: Path) -> None:
     assert spec.pool == "dxcare-app"
     assert spec.batches == [["dxapp01"], ["dxapp02", "dxapp03"], ["dxapp04", "dxapp05", "dxapp06"]]
     assert (spec.drain_timeout, spec.snapshot_memory, spec.snapshot_retention) == (900.0, True, "keep")
-    assert spec.snapshot_name == "pre-dxcare-2026.12-R1"
+    assert {h.snapshot_name for h in spec.hosts.values()} == {"pre-dxcare-2026.12-R1"}
     host = spec.hosts["dxapp04"]
     assert (host.domain, host.lb_server, host.address) == ("vm-dxapp04", "dxapp04", "10.40.2.14")
     assert host.ssh.key_file == EXAMPLES / "keys" / "id_ed25519"

@@ -251,15 +251,18 @@ def test_command_snapshots_are_rendered_per_host_and_quoted(tmp_path: Path) -> N
         "      delete: 'zfs destroy tank/{{ host.name }}@{{ snapshot }}'\n"
         "      timeout: 5m",
     )
-    playbook = GOOD_PLAYBOOK.replace("retention:", "name: 'pre {{ vars.version }}', retention:")
+    playbook = GOOD_PLAYBOOK.replace(
+        "retention:", "name: 'pre-{{ vars.version }}-{{ host.name }}', retention:"
+    )
     spec = load_spec(*write_inputs(tmp_path, playbook=playbook, inventory=inventory), rollout_id="R1")
     assert isinstance(spec.hypervisor, CommandSnapshotConfig)
     assert spec.snapshot_timeout == 300.0
-    assert spec.snapshot_name == "pre 2"
+    # Rendered per host: a name using host.* differs from host to host.
+    assert [h.snapshot_name for h in spec.hosts.values()] == ["pre-2-web1", "pre-2-web2", "pre-2-web3"]
     assert spec.hosts["web3"].snapshot_commands == {
-        "create": "zfs snapshot tank/web3@'pre 2'",
-        "revert": "zfs rollback -r tank/web3@'pre 2'",
-        "delete": "zfs destroy tank/web3@'pre 2'",
+        "create": "zfs snapshot tank/web3@pre-2-web3",
+        "revert": "zfs rollback -r tank/web3@pre-2-web3",
+        "delete": "zfs destroy tank/web3@pre-2-web3",
     }
 
 

@@ -3,6 +3,7 @@ environment; they get what they need from here through their constructors."""
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
@@ -37,9 +38,18 @@ def _number(env: Mapping[str, str], name: str, default: float) -> float:
         value = float(text)
     except ValueError:
         raise ConfigError(f"{name}={text!r} is not a number; e.g. {default:g}") from None
-    if value <= 0:
-        raise ConfigError(f"{name}={text!r} must be above 0; e.g. {default:g}")
+    if not math.isfinite(value) or value <= 0:
+        raise ConfigError(f"{name}={text!r} must be a number above 0; e.g. {default:g}")
     return value
+
+
+def _whole(env: Mapping[str, str], name: str, default: int) -> int:
+    text = env.get(name)
+    if not text:
+        return default
+    if not text.strip().isdigit() or int(text) < 1:
+        raise ConfigError(f"{name}={text!r} is not a whole number above 0; e.g. {default}")
+    return int(text)
 
 
 def load_settings(env: Mapping[str, str] | None = None, **overrides: object) -> Settings:
@@ -47,7 +57,7 @@ def load_settings(env: Mapping[str, str] | None = None, **overrides: object) -> 
     home = Path(env.get("ORCH_HOME") or Path.home() / ".local/state/orchestrator")
     database_url = env.get("ORCH_DATABASE_URL") or f"sqlite:///{home / 'orchestrator.db'}"
     broker_url = env.get("ORCH_BROKER_URL") or None
-    concurrency = int(_number(env, "ORCH_WORKER_CONCURRENCY", 4))
+    concurrency = _whole(env, "ORCH_WORKER_CONCURRENCY", 4)
     settings = Settings(
         home=home,
         database_url=database_url,
@@ -58,7 +68,4 @@ def load_settings(env: Mapping[str, str] | None = None, **overrides: object) -> 
         reconcile_after=_number(env, "ORCH_RECONCILE_AFTER", Settings.reconcile_after),
         lock_stale_after=_number(env, "ORCH_LOCK_STALE_AFTER", Settings.lock_stale_after),
     )
-    settings = replace(settings, **{k: v for k, v in overrides.items() if v is not None})  # type: ignore[arg-type]
-    if settings.database_url.startswith("sqlite:///"):
-        Path(settings.database_url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-    return settings
+    return replace(settings, **{k: v for k, v in overrides.items() if v is not None})  # type: ignore[arg-type]

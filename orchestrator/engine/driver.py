@@ -34,6 +34,7 @@ from orchestrator.engine.rollout import (
     StartBatch,
     next_step,
 )
+from orchestrator.engine.secrets import SecretValues
 from orchestrator.engine.wiring import Runtime
 from orchestrator.errors import OrchestratorError, RolloutRefused
 from orchestrator.model.states import ROLLOUT_DONE, TERMINAL, HostState, RolloutState
@@ -237,9 +238,10 @@ def _delete_snapshots(store: Store, rollout: Rollout, runtime: Runtime | None) -
     spec = rollout.spec
     if runtime is None or not spec.snapshot_enabled or spec.snapshot_retention != "delete_on_success":
         return
+    secrets = SecretValues(spec.secrets)
     for status in store.hosts(rollout.id):
         name = str(status.progress.get("snapshot", ""))
-        snapshots = runtime.snapshots(spec, spec.hosts[status.name]) if name else None
+        snapshots = runtime.snapshots(spec, spec.hosts[status.name], secrets) if name else None
         if snapshots is None:
             continue
         try:

@@ -21,6 +21,7 @@ from orchestrator.adapters.hypervisors.base import Snapshots
 from orchestrator.adapters.loadbalancers.base import LoadBalancer
 from orchestrator.adapters.remote.base import Remote
 from orchestrator.engine import remote_commands
+from orchestrator.engine.secrets import NoSecrets, SecretValues
 from orchestrator.errors import CheckError, CommandTimeout, LoadBalancerError, OrchestratorError, RemoteError
 from orchestrator.model.spec import CheckSpec, HostSpec, RolloutSpec
 from orchestrator.model.states import TERMINAL, HostState, check_transition
@@ -154,6 +155,7 @@ class Adapters:
     remotes: RemotePool
     check: Callable[[CheckSpec, HostSpec], Check]
     controls: Controls = field(default_factory=NoControls)
+    secrets: SecretValues = field(default_factory=NoSecrets)
 
 
 class Journal(Protocol):
@@ -375,6 +377,8 @@ class HostPipeline:
 
     # states
     def _pending(self, p: Progress) -> Decision:
+        # A secret this worker cannot read fails the host here, before anything is touched.
+        self.adapters.secrets.require()
         decision = self.adapters.controls.gate(self.host, p.rollback)
         if isinstance(decision, Hold):
             p.detail = f"waiting for {decision.reason}"
@@ -422,7 +426,7 @@ class HostPipeline:
         if p.user_sessions >= 0 and now - p.last_probe < interval:
             return p.user_sessions
         remote = self._call(p, lambda: self.adapters.remotes.get(self.host))
-        result = remote.run(self.host.session_probe, timeout=30)
+        result = remote.run(self.adapters.secrets.shell(self.host.session_probe), timeout=30)
         p.work += result.duration
         text = result.stdout.strip()
         if not result.ok or not text.isdigit():
@@ -438,7 +442,7 @@ class HostPipeline:
         if not self.host.session_warn or (p.last_warn and self.clock() - p.last_warn < every):
             return
         remote = self.adapters.remotes.get(self.host)
-        result = remote.run(self.host.session_warn, timeout=30)
+        result = remote.run(self.adapters.secrets.shell(self.host.session_warn), timeout=30)
         p.work += result.duration
         p.last_warn = self.clock()
 
@@ -482,7 +486,7 @@ class HostPipeline:
         snapshots = self.adapters.snapshots(self.host)
         if snapshots is None:
             return Goto(S.UPDATING, "no snapshot provider")
-        name = self.spec.snapshot_name
+        name = self.host.snapshot_name
         self._call(p, lambda: snapshots.create(self.host.domain, name, memory=self.spec.snapshot_memory))
         p.snapshot = name
         return Goto(S.UPDATING, f"snapshot {name} of {self.host.domain}")
@@ -507,7 +511,8 @@ class HostPipeline:
         self.journal.hold(self.host.name, step.timeout + 60)
         pidfile = remote_commands.pid_file(self.spec.rollout_id, self.host.name, p.step_index)
         try:
-            result = remote.run(remote_commands.wrap(step.command, pidfile), timeout=step.timeout)
+            command = remote_commands.wrap(self.adapters.secrets.shell(step.command), pidfile)
+            result = remote.run(command, timeout=step.timeout)
         except CommandTimeout as exc:
             self.adapters.remotes.discard(self.host)
             return Fail(str(exc))

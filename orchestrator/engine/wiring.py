@@ -19,6 +19,7 @@ from orchestrator.adapters.loadbalancers.haproxy import HAProxy
 from orchestrator.adapters.remote.base import Remote
 from orchestrator.adapters.remote.ssh import SSHPool
 from orchestrator.engine.pipeline import Adapters
+from orchestrator.engine.secrets import SecretValues
 from orchestrator.model.inventory import CommandSnapshotConfig, HAProxyConfig, LibvirtConfig
 from orchestrator.model.spec import CheckSpec, HostSpec, RolloutSpec
 
@@ -52,38 +53,41 @@ class Runtime:
         with self._lock:
             return self._libvirt.setdefault(uri, LibvirtSnapshots(uri))
 
-    def snapshots(self, spec: RolloutSpec, host: HostSpec) -> Snapshots | None:
+    def snapshots(self, spec: RolloutSpec, host: HostSpec, secrets: SecretValues) -> Snapshots | None:
         hypervisor = spec.hypervisor
         if isinstance(hypervisor, LibvirtConfig):
             return self._libvirt_for(hypervisor.uri)
         if isinstance(hypervisor, CommandSnapshotConfig):
-            return CommandSnapshots(
-                lambda: self.remotes.get(host), host.snapshot_commands, timeout=hypervisor.timeout
-            )
+            commands = {action: secrets.shell(text) for action, text in host.snapshot_commands.items()}
+            return CommandSnapshots(lambda: self.remotes.get(host), commands, timeout=hypervisor.timeout)
         return None
 
-    def check(self, spec: CheckSpec, host: HostSpec) -> Check:
+    def check(self, spec: CheckSpec, host: HostSpec, secrets: SecretValues) -> Check:
+        """The adapter for one check, with secrets put in (labels keep their tokens)."""
         if spec.kind == "http":
             return HTTPCheck(
-                spec.url,
+                secrets.url(spec.url),
                 name=spec.label,
                 status=spec.status,
                 contains=spec.contains,
                 json=spec.json_fields,
+                headers={name: secrets.text(value) for name, value in spec.headers.items()},
                 timeout=spec.timeout,
             )
         if spec.kind == "tcp":
             return TCPCheck(spec.address, spec.port, name=spec.label, timeout=spec.timeout)
         return CommandCheck(
-            lambda: self.remotes.get(host), spec.command, name=spec.label, timeout=spec.timeout
+            lambda: self.remotes.get(host), secrets.shell(spec.command), name=spec.label, timeout=spec.timeout
         )
 
     def adapters(self, spec: RolloutSpec) -> Adapters:
+        secrets = SecretValues(spec.secrets)
         return Adapters(
             lb=self.loadbalancer(spec.loadbalancer),
-            snapshots=lambda host: self.snapshots(spec, host),
+            snapshots=lambda host: self.snapshots(spec, host, secrets),
             remotes=self.remotes,
-            check=self.check,
+            check=lambda check, host: self.check(check, host, secrets),
+            secrets=secrets,
         )
 
     def close(self) -> None:

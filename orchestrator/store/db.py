@@ -7,17 +7,20 @@ state and progress, and one journal row per step attempt live here.
 from __future__ import annotations
 
 import json
+import os
 import secrets
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, and_, create_engine, delete, event, or_, select, update
+from sqlalchemy import Engine, and_, create_engine, delete, event, make_url, or_, select, update
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from orchestrator.errors import RolloutRefused
+from orchestrator.errors import ConfigError, RolloutRefused
 from orchestrator.model.spec import RolloutSpec
 from orchestrator.model.states import (
     OUT_OF_SERVICE,
@@ -27,6 +30,7 @@ from orchestrator.model.states import (
     RolloutState,
     check_transition,
 )
+from orchestrator.redact import redact
 from orchestrator.store.migrate import upgrade
 from orchestrator.store.schema import ActionRow, HostRow, PoolLockRow, RolloutRow, StepRow
 
@@ -74,6 +78,12 @@ class Step:
     output_tail: str
 
 
+def _first_line(exc: BaseException) -> str:
+    """The driver's own message, first line, without SQLAlchemy's background link or the password."""
+    text = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+    return redact(text[0] if text else type(exc).__name__)
+
+
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     # WAL lets the CLI read progress while a worker writes; NORMAL sync is durable across process crashes.
     cursor = dbapi_connection.cursor()
@@ -83,20 +93,77 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+def _redact(value: Any) -> Any:
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, dict):
+        return {k: _redact(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return type(value)(_redact(v) for v in value)
+    return value
+
+
+def _redact_parameters(
+    _conn: Any, _cursor: Any, statement: str, parameters: Any, _context: Any, _many: bool
+) -> tuple[str, Any]:
+    """Every value written goes through here: a secret this process read never reaches the database,
+    whichever table or column (journal, output tails, reasons, progress) it would have gone to."""
+    return statement, _redact(parameters)
+
+
+def private_sqlite_file(url: str) -> None:
+    """SQLite's folder 0700 and files 0600 (the database, -wal, -shm): they hold inventories' hosts,
+    users and the commands run. SQLite gives -wal and -shm the database file's own permissions."""
+    path = make_url(url).database
+    if not path or path == ":memory:" or path.startswith("file:"):
+        return
+    db = Path(path)
+    if not db.parent.exists():
+        db.parent.mkdir(mode=0o700, parents=True)
+    if not db.exists():
+        os.close(os.open(db, os.O_CREAT | os.O_WRONLY, 0o600))
+    for file in (db, db.with_name(db.name + "-wal"), db.with_name(db.name + "-shm")):
+        if file.exists() and file.stat().st_mode & 0o077:
+            file.chmod(0o600)
+
+
 def make_engine(url: str) -> Engine:
     if url.startswith("sqlite"):
+        private_sqlite_file(url)
         engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
         event.listen(engine, "connect", _sqlite_pragmas)
     else:
-        engine = create_engine(url, pool_pre_ping=True)
+        # A server that never answers must not hang the CLI, a worker or a scrape.
+        engine = create_engine(url, pool_pre_ping=True, connect_args={"connect_timeout": 10})
+    event.listen(engine, "before_cursor_execute", _redact_parameters, retval=True)
     return engine
 
 
+def safe_url(url: str) -> str:
+    """A database URL without its password, for messages."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return "(unparsable URL)"
+
+
 class Store:
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, setting: str = "ORCH_DATABASE_URL") -> None:
         self.url = url
-        self.engine = make_engine(url)
-        upgrade(self.engine)
+        where = f"{setting}={safe_url(url)}"
+        try:
+            self.engine = make_engine(url)
+            upgrade(self.engine)
+        except (ArgumentError, NoSuchModuleError) as exc:
+            raise ConfigError(
+                f"{where}: not a database URL the store can use ({_first_line(exc)}); "
+                "sqlite:////path/orchestrator.db or postgresql+psycopg://USER:PASSWORD@HOST/DB"
+            ) from None
+        except (SQLAlchemyError, OSError) as exc:
+            raise ConfigError(
+                f"{where}: cannot open the store: {_first_line(exc)}; check the server, the credentials "
+                "and the database name (or the SQLite file's folder and its permissions)"
+            ) from None
         self._session = sessionmaker(self.engine, expire_on_commit=False)
 
     @contextmanager

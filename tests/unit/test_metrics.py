@@ -257,7 +257,8 @@ def test_a_store_that_cannot_be_opened_is_retried_on_the_next_scrape(store: Stor
     def open_store() -> Store:
         attempts.append(1)
         if len(attempts) == 1:
-            return Store(f"sqlite:///{tmp_path / 'missing-dir' / 'store.db'}")  # no such directory
+            (tmp_path / "a-file").write_text("")
+            return Store(f"sqlite:///{tmp_path / 'a-file' / 'store.db'}")  # its folder cannot exist
         return store
 
     registry = registry_for(open_store, servers=pool_of())

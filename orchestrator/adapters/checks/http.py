@@ -1,19 +1,21 @@
-"""HTTP health check on the standard library: status, optional body substring, optional JSON fields."""
+"""HTTP health check on the standard library: status, optional body substring, optional JSON fields,
+extra headers, and basic authentication from a URL's user:password@ part (never sent anywhere else,
+never shown: messages name the URL without it)."""
 
 from __future__ import annotations
 
+import base64
 import http.client
 import json as jsonlib
 import ssl
 import time
 from collections.abc import Mapping
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from orchestrator.adapters.checks.base import CheckResult
 from orchestrator.errors import CheckError
 
 BODY_LIMIT = 1024 * 1024  # a health endpoint answers in bytes; never hold more than this
-HEADERS = {"Connection": "close", "User-Agent": "orchestrator-check"}
 
 
 class HTTPCheck:
@@ -25,6 +27,7 @@ class HTTPCheck:
         status: int = 200,
         contains: str | None = None,
         json: Mapping[str, object] | None = None,
+        headers: Mapping[str, str] | None = None,
         timeout: float = 5.0,
     ) -> None:
         parts = urlsplit(url)
@@ -32,12 +35,19 @@ class HTTPCheck:
             port = parts.port
         except ValueError:
             port = -1
+        shown = parts._replace(netloc=parts.netloc.rpartition("@")[2]).geturl()
         if parts.scheme not in ("http", "https") or not parts.hostname or port == -1:
             raise CheckError(
-                f"health check {name or url}: url {url!r} must be http://HOST[:PORT]/PATH or https://..."
+                f"health check {name or shown}: url {shown!r} must be http://HOST[:PORT]/PATH or https://..."
             )
-        self.name = name or f"http {url}"
-        self.url = url
+        if any(c in value for value in (headers or {}).values() for c in "\r\n"):
+            raise CheckError(f"health check {name or shown}: a header value holds a line break")
+        self.name = name or f"http {shown}"
+        self.url = shown  # for messages: without user:password@
+        self.headers = {"Connection": "close", "User-Agent": "orchestrator-check", **(headers or {})}
+        if parts.username is not None:
+            pair = f"{unquote(parts.username)}:{unquote(parts.password or '')}".encode()
+            self.headers["Authorization"] = "Basic " + base64.b64encode(pair).decode()
         self.status = status
         self.contains = contains
         self.json = dict(json or {})
@@ -71,9 +81,7 @@ class HTTPCheck:
         else:
             conn = http.client.HTTPConnection(self._host, self._port, timeout=self.timeout)
         try:
-            conn.request(
-                "GET", self._path, headers={"Connection": "close", "User-Agent": "orchestrator-check"}
-            )
+            conn.request("GET", self._path, headers=self.headers)
             response = conn.getresponse()
             # The socket timeout bounds each read; this bounds the whole answer.
             remaining = deadline - time.monotonic()

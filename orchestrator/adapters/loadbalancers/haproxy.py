@@ -20,6 +20,7 @@ from orchestrator.errors import ConfigError, LoadBalancerError
 from orchestrator.model.inventory import HAProxyConfig
 
 _MAX_ANSWER = 64 * 1024 * 1024  # a runaway answer must not eat the worker's memory
+_SEPARATORS = (";", "\n", "\r", "\x00")
 
 
 class HAProxy:
@@ -68,6 +69,13 @@ class HAProxy:
 
     def command(self, line: str) -> str:
         """Send one command, return HAProxy's whole answer (it closes the connection when done)."""
+        if any(c in line for c in _SEPARATORS):
+            # HAProxy runs `;`-separated commands of one line, and a line break starts another: a name
+            # holding either would smuggle a second command (the inventory's charset is the first guard).
+            raise LoadBalancerError(
+                f"refusing to send {line!r} to HAProxy {self.endpoint}: it holds ';' or a line break; "
+                "backend and server names may hold letters, digits and _ . : - only"
+            )
         deadline = time.monotonic() + self.timeout
         sock = self._connect(line)
         try:

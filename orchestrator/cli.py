@@ -8,18 +8,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
-from rich.console import Console
 
 from orchestrator.config import load_settings
-from orchestrator.errors import OrchestratorError
+from orchestrator.display import printable
+from orchestrator.errors import InputError, OrchestratorError
 from orchestrator.model.states import HostState, RolloutState
+from orchestrator.terminal import console, err, host_list
 
 if TYPE_CHECKING:
     from orchestrator.store.db import HostStatus, Rollout
-
-# Logs and CI are not terminals; 80 columns would fold every progress line.
-console = Console(highlight=False, width=None if sys.stdout.isatty() else 120)
-err = Console(stderr=True, highlight=False)
 
 playbook_arg = click.argument("playbook", type=click.Path(path_type=Path, dir_okay=False))
 inventory_opt = click.option(
@@ -30,12 +27,21 @@ inventory_opt = click.option(
     help="Inventory YAML file.",
 )
 hosts_opt = click.option(
-    "--hosts", default="", help="Comma-separated host names: only these (in pool order)."
+    "--hosts", default=None, help="Comma-separated host names: only these (in pool order)."
 )
+ROLLOUT_ID = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 
 
-def _hosts(value: str) -> tuple[str, ...]:
-    return tuple(h.strip() for h in value.split(",") if h.strip())
+def _rollout_id(value: str) -> str:
+    import re
+
+    if not re.match(ROLLOUT_ID, value):
+        raise InputError(
+            "ROLLOUT",
+            f"{printable(value[:80])!r} is not a rollout id",
+            "an id as `orchestrator history` lists",
+        )
+    return value
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -51,20 +57,8 @@ def validate(playbook: Path, inventory: Path) -> None:
     from orchestrator.inputs import load_spec
 
     spec = load_spec(playbook, inventory)
-    console.print(f"ok: {playbook} on pool {spec.pool}: {len(spec.hosts)} hosts, {len(spec.batches)} batches")
-
-
-@cli.command()
-@playbook_arg
-@inventory_opt
-@hosts_opt
-def plan(playbook: Path, inventory: Path, hosts: str) -> None:
-    """Show batches, order and every step each host will go through. No side effect."""
-    from orchestrator.inputs import load_spec
-    from orchestrator.report import plan_text
-
     console.print(
-        plan_text(load_spec(playbook, inventory, hosts=_hosts(hosts))), markup=False, soft_wrap=True
+        printable(f"ok: {playbook} on pool {spec.pool}: {len(spec.hosts)} hosts, {len(spec.batches)} batches")
     )
 
 
@@ -72,17 +66,33 @@ def plan(playbook: Path, inventory: Path, hosts: str) -> None:
 @playbook_arg
 @inventory_opt
 @hosts_opt
-def run(playbook: Path, inventory: Path, hosts: str) -> None:
+def plan(playbook: Path, inventory: Path, hosts: str | None) -> None:
+    """Show batches, order and every step each host will go through, in full. No side effect; works
+    before the upload artifacts exist (and lists the missing ones)."""
+    from orchestrator.inputs import load_spec
+    from orchestrator.report import plan_text
+
+    missing: list[str] = []
+    spec = load_spec(playbook, inventory, hosts=host_list(hosts), missing=missing)
+    console.print(plan_text(spec, missing), soft_wrap=True)
+
+
+@cli.command()
+@playbook_arg
+@inventory_opt
+@hosts_opt
+def run(playbook: Path, inventory: Path, hosts: str | None) -> None:
     """Run the rolling update; live progress per host and step, then a summary."""
+    from orchestrator.engine.secrets import SecretValues
     from orchestrator.inputs import load_spec, new_rollout_id
     from orchestrator.launch import execute
     from orchestrator.report import summary
 
     settings = load_settings()
-    spec = load_spec(playbook, inventory, rollout_id=new_rollout_id(), hosts=_hosts(hosts))
-    final, host_states, steps = execute(
-        spec, settings, lambda line: console.print(line, markup=False, soft_wrap=True)
-    )
+    spec = load_spec(playbook, inventory, rollout_id=new_rollout_id(), hosts=host_list(hosts))
+    if settings.in_process:  # this process is the worker: a secret it cannot read stops it here
+        SecretValues(spec.secrets).require()
+    final, host_states, steps = execute(spec, settings, lambda line: console.print(line, soft_wrap=True))
     summary(console, final, host_states, steps)
     _exit(final, host_states)
 
@@ -110,9 +120,9 @@ def status(rollout: str | None, watch: bool) -> None:
             return
         console.print(rollouts_table("active rollouts", active))
         return
-    found = store.rollout(rollout)
+    found = store.rollout(_rollout_id(rollout))
     if found is None:
-        raise click.UsageError(f"no rollout {rollout!r}; `orchestrator history` lists them")
+        raise InputError("ROLLOUT", f"no rollout {rollout!r}", "an id that `orchestrator history` lists")
     servers = runtime().loadbalancer(found.spec.loadbalancer).servers
     if not watch:
         console.print(status_view(store, found, servers))
@@ -152,10 +162,10 @@ def resume(rollout: str, actor: str | None) -> None:
     from orchestrator.report import summary
 
     final, host_states, steps = resume_rollout(
-        rollout,
+        _rollout_id(rollout),
         load_settings(),
         actor or getpass.getuser(),
-        lambda line: console.print(line, markup=False, soft_wrap=True),
+        lambda line: console.print(line, soft_wrap=True),
     )
     summary(console, final, host_states, steps)
     _exit(final, host_states)
@@ -170,6 +180,7 @@ def _operate(action: str, rollout: str, actor: str | None) -> None:
     from orchestrator.store.db import Store
 
     settings = load_settings()
+    _rollout_id(rollout)
     store = Store(settings.database_url)
     scheduler = None
     if not settings.in_process:
@@ -190,11 +201,10 @@ def _operate(action: str, rollout: str, actor: str | None) -> None:
         text = driver.approve(store, scheduler, rollout, who)
     else:
         text = driver.reject(store, scheduler, rollout, who)
-    console.print(f"{rollout}: {text}", markup=False, soft_wrap=True)
+    console.print(printable(f"{rollout}: {text}"), soft_wrap=True)
     if scheduler is None:
         console.print(
-            f"(no broker: the process running {rollout} applies this within {settings.reconcile_every:g}s)",
-            markup=False,
+            f"(no broker: the process running {rollout} applies this within {settings.reconcile_every:g}s)"
         )
 
 
@@ -304,7 +314,7 @@ def scheduler() -> None:
     settings = load_settings()
     if not settings.in_process:
         raise click.UsageError("ORCH_BROKER_URL is set: the workers run schedules; `orchestrator worker`")
-    console.print("scheduler running with an in-process worker; Ctrl-C stops it", markup=False)
+    console.print("scheduler running with an in-process worker; Ctrl-C stops it")
     with InProcessWorker(settings):
         threading.Event().wait()
 
@@ -331,16 +341,25 @@ _attach_lab()
 
 
 def main() -> None:
+    """Every mistake is one line on stderr (``error: WHERE: what; expected``) and an exit code; never a
+    traceback for a user's input."""
+    from orchestrator.redact import install_log_redaction
+
+    install_log_redaction()
     try:
         cli.main(standalone_mode=False)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
+    except click.UsageError as exc:
+        command = exc.ctx.command_path if exc.ctx else "orchestrator"
+        err.print(printable(f"error: {command}: {exc.format_message()}; see `{command} --help`"))
+        sys.exit(exc.exit_code)
     except click.ClickException as exc:
-        exc.show()
+        err.print(printable(f"error: {exc.format_message()}"))
         sys.exit(exc.exit_code)
     except click.exceptions.Abort:
         err.print("aborted")
         sys.exit(130)
     except OrchestratorError as exc:
-        err.print(f"error: {exc}", markup=False, emoji=False, soft_wrap=True)
+        err.print(printable(f"error: {exc}"))
         sys.exit(exc.exit_code)

@@ -7,23 +7,17 @@ into one line by its ``main``. Workers start due schedules from their reconciler
 from __future__ import annotations
 
 import getpass
-import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
 import click
-from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from orchestrator.config import load_settings
+from orchestrator.display import printable
 from orchestrator.errors import InputError, OrchestratorError
-
-# As in orchestrator.cli: logs and CI are not terminals, and 80 columns would fold every row.
-console = Console(highlight=False, width=None if sys.stdout.isatty() else 120)
-
-
-def _hosts(value: str) -> tuple[str, ...]:
-    return tuple(h.strip() for h in value.split(",") if h.strip())
+from orchestrator.terminal import console, host_list
 
 
 def _actor(name: str | None) -> str:
@@ -48,10 +42,15 @@ def _actor(name: str | None) -> str:
     "window's time zone (UTC if it has no window).",
 )
 @click.option("--next-window", is_flag=True, help="When the playbook's maintenance window next opens.")
-@click.option("--hosts", default="", help="Comma-separated host names: only these (in pool order).")
+@click.option("--hosts", default=None, help="Comma-separated host names: only these (in pool order).")
 @click.option("--as", "actor", default=None, help="Who schedules it (recorded); defaults to the login name.")
 def schedule(
-    playbook: Path, inventory: Path, at_text: str | None, next_window: bool, hosts: str, actor: str | None
+    playbook: Path,
+    inventory: Path,
+    at_text: str | None,
+    next_window: bool,
+    hosts: str | None,
+    actor: str | None,
 ) -> None:
     """Start a rollout later. The playbook and inventory are checked now, and again when it starts."""
     from orchestrator.inputs import load_spec
@@ -61,7 +60,7 @@ def schedule(
 
     if (at_text is None) == (not next_window):
         raise click.UsageError("give one of --at TIME or --next-window")
-    only = _hosts(hosts)
+    only = host_list(hosts)
     spec = load_spec(playbook, inventory, hosts=only)
     window = spec.window.parsed() if spec.window else None
     current = datetime.now(UTC)
@@ -76,14 +75,19 @@ def schedule(
     else:
         try:
             at = parse_at(at_text or "", window.timezone if window else None)
-        except ValueError as exc:
-            raise click.BadParameter(str(exc), param_hint="'--at'") from None
+        except (ValueError, OverflowError) as exc:
+            what, _, expected = str(exc).partition("; ")
+            raise InputError("--at", what, expected or "a date and time such as '2026-12-05 01:30'") from None
         if at < current:
-            raise click.BadParameter(
+            raise InputError(
+                "--at",
                 f"{at_text!r} ({in_utc(at.timestamp())}) is in the past, it is now "
-                f"{in_utc(current.timestamp())}; a time to come",
-                param_hint="'--at'",
+                f"{in_utc(current.timestamp())}",
+                "a time to come",
             )
+        if at.year > current.year + 100:  # window arithmetic near year 9999 overflows; no need to go there
+            raise InputError("--at", f"{at_text!r} is more than a hundred years ahead", "a nearer time")
+
     store = Store(load_settings().database_url)
     row = add_schedule(
         store,
@@ -98,15 +102,12 @@ def schedule(
     when = in_utc(row.run_at or 0.0)
     if window:
         when += f" ({in_zone(row.run_at or 0.0, window.timezone)})"
-    console.print(
-        f"scheduled {row.id}: {spec.name} on pool {spec.pool} at {when}", markup=False, soft_wrap=True
-    )
+    console.print(printable(f"scheduled {row.id}: {spec.name} on pool {spec.pool} at {when}"), soft_wrap=True)
     if window and not window.is_open(at):
         opens = window.next_open(at).timestamp()
         console.print(
             f"note: the window {window.describe()} is closed then; it next opens at {in_utc(opens)} "
             f"({in_zone(opens, window.timezone)})",
-            markup=False,
             soft_wrap=True,
         )
     console.print(f"cancel with `orchestrator unschedule {row.id}`; list with `orchestrator schedules`")
@@ -134,13 +135,13 @@ def schedules(limit: int) -> None:
         tz = zones[r.playbook]
         table.add_row(
             str(r.id),
-            _short(r.playbook),
+            Text(printable(_short(r.playbook))),
             in_utc(r.run_at) if r.run_at is not None else "-",
             in_zone(r.run_at, tz) if r.run_at is not None and tz else "-",
             r.state.value,
-            r.created_by,
-            r.rollout_id or "-",
-            r.detail[:100],
+            Text(printable(r.created_by)),
+            Text(printable(r.rollout_id or "-")),
+            Text(printable(r.detail)[:100]),
         )
     console.print(table)
 
@@ -154,7 +155,7 @@ def unschedule(schedule_id: int, actor: str | None) -> None:
     from orchestrator.store.schedules import cancel_schedule
 
     row = cancel_schedule(Store(load_settings().database_url), schedule_id, _actor(actor))
-    console.print(f"schedule {row.id} cancelled ({row.detail})", markup=False)
+    console.print(printable(f"schedule {row.id} cancelled ({row.detail})"))
 
 
 def _window_zone(playbook: Path) -> str | None:

@@ -8,52 +8,133 @@ from datetime import UTC, datetime
 
 from rich.console import Console, Group
 from rich.table import Table
+from rich.text import Text
 
 from orchestrator.adapters.loadbalancers.base import ServerState
+from orchestrator.display import printable
 from orchestrator.errors import OrchestratorError
-from orchestrator.model.spec import RolloutSpec
+from orchestrator.model.spec import CheckSpec, HostSpec, RolloutSpec
 from orchestrator.model.states import ROLLOUT_DONE, HostState, RolloutState
 from orchestrator.store.db import HostStatus, Rollout, Step, Store
 
 
-def plan_text(spec: RolloutSpec) -> str:
+def _check_text(check: CheckSpec) -> str:
+    parts = [check.label, f"timeout {check.timeout:g}s"]
+    if check.kind == "http":
+        parts.insert(1, f"status {check.status}")
+        if check.contains is not None:
+            parts.insert(2, f"body contains {check.contains!r}")
+        if check.json_fields:
+            parts.insert(2, "json " + ", ".join(f"{k}={v!r}" for k, v in check.json_fields.items()))
+        if check.headers:
+            parts.insert(2, "headers " + ", ".join(f"{k}: {v}" for k, v in check.headers.items()))
+    return ", ".join(parts)
+
+
+def _strategy_lines(spec: RolloutSpec) -> list[str]:
+    lines = []
+    capacity = []
+    if spec.max_unavailable is not None:
+        capacity.append(f"max_unavailable {spec.max_unavailable}")
+    if spec.min_healthy is not None:
+        capacity.append(f"min_healthy {spec.min_healthy}")
+    if capacity:
+        lines.append(
+            f"Capacity: {', '.join(capacity)} (a host waits up to {spec.capacity_timeout:g}s for it)"
+        )
+    budget = spec.failure_budget
+    lines.append(f"Failures tolerated: {budget.count} (and at most {budget.percent} of the hosts)")
+    if spec.approve_after:
+        lines.append(
+            f"Approval needed after batch {', '.join(map(str, spec.approve_after))} (after "
+            f"{spec.approval_timeout:g}s without one: {spec.on_approval_timeout})"
+        )
+    deadlines = [
+        f"{k} {v:g}s" for k, v in (("host", spec.deadlines.host), ("rollout", spec.deadlines.rollout)) if v
+    ]
+    if deadlines:
+        lines.append(f"Deadlines: {', '.join(deadlines)}")
+    if spec.window is not None:
+        window = spec.window.parsed()
+        longest = window.longest_opening().total_seconds() / 60
+        lines.append(f"Window: {window.describe()} (longest opening {longest:g} min)")
+    if spec.secrets:
+        lines.append("Secrets (read by the worker when needed, shown as ***):")
+        lines += [f"  {s.name}: {s.source.describe()} (declared at {s.where})" for s in spec.secrets.values()]
+    return lines
+
+
+def _host_lines(spec: RolloutSpec, host: HostSpec) -> list[str]:
+    lb = f"{spec.loadbalancer.backend}/{host.lb_server}"
+    lines = [f"  {host.name} ({host.address}, lb {lb}, domain {host.domain}):"]
+    if spec.snapshot_enabled:
+        lines.append(f"    snapshot: {host.snapshot_name}")
+        for action, command in host.snapshot_commands.items():
+            lines.append(f"    snapshot {action}: {command}")
+    if host.session_probe:
+        lines.append(f"    user sessions probe: {host.session_probe}")
+    if host.session_warn:
+        lines.append(f"    user sessions warning: {host.session_warn}")
+    for n, step in enumerate(host.steps, 1):
+        if step.kind == "run":
+            what = step.command
+        else:
+            mode = f", mode {step.mode:04o}" if step.mode is not None else ""
+            what = f"upload {step.src} -> {step.dest}{mode}"
+        lines.append(f"    {n}. {what}  (timeout {step.timeout:g}s)")
+    lines += [f"    check: {_check_text(check)}" for check in host.checks]
+    if spec.snapshot_enabled:
+        lines += [f"    after a revert, check: {_check_text(check)}" for check in host.revert_checks]
+    return lines
+
+
+def plan_text(spec: RolloutSpec, missing: list[str] | None = None) -> str:
+    """Everything the rollout will do, in full: every command of every host, with secrets as *** and
+    control characters escaped. ``missing``: upload sources that do not exist yet."""
     lines = [
         f"Plan: {spec.name} on pool {spec.pool}: {len(spec.hosts)} hosts in {len(spec.batches)} batches "
         f"(on failure: {spec.on_failure})"
     ]
     for i, batch in enumerate(spec.batches, 1):
         lines.append(f"  batch {i}: {', '.join(batch)}")
+    lines += _strategy_lines(spec)
     snapshot = (
-        f"snapshot {spec.snapshot_name} ({'memory + disk' if spec.snapshot_memory else 'disk'}, "
+        f"snapshot ({'memory + disk' if spec.snapshot_memory else 'disk'}, "
         f"{spec.snapshot_retention.replace('_', ' ')})"
         if spec.snapshot_enabled
         else "no snapshot"
     )
+    sessions = ""
+    if spec.sessions is not None:
+        s = spec.sessions
+        sessions = (
+            f", until no user session is left (probe every {s.interval:g}s"
+            + (f", warning every {s.warn_every:g}s" if s.warn else "")
+            + f"; at the timeout: {s.on_timeout})"
+        )
+    drain = f"drain (timeout {spec.drain_timeout:g}s{sessions}, then {spec.drain_on_timeout})"
     lines.append(
-        f"Each host: drain (timeout {spec.drain_timeout:g}s, then {spec.drain_on_timeout}) -> maint -> "
-        f"{snapshot} -> update -> checks until {spec.stabilize_successes} passes "
+        f"Each host: {drain} -> maint -> {snapshot} -> update -> "
+        f"checks until {spec.stabilize_successes} passes "
         f"{spec.stabilize_interval:g}s apart (timeout {spec.stabilize_timeout:g}s) -> ready -> "
         f"wait until the load balancer says UP"
     )
     if spec.snapshot_enabled:
-        lines.append("On failure after the snapshot: revert -> old version checks -> ready -> UP -> halt")
-    for host in spec.hosts.values():
         lines.append(
-            f"  {host.name} ({host.address}, lb {spec.loadbalancer.backend}/{host.lb_server}, "
-            f"domain {host.domain}):"
+            f"On failure after the snapshot: revert -> old version checks -> ready -> UP -> {spec.on_failure}"
         )
-        for n, step in enumerate(host.steps, 1):
-            what = step.command if step.kind == "run" else f"upload {step.src} -> {step.dest}"
-            lines.append(f"    {n}. {what}  (timeout {step.timeout:g}s)")
-        for check in host.checks:
-            lines.append(f"    check: {check.label}")
-    return "\n".join(lines)
+    if missing:
+        lines.append("Missing upload sources (validate and run refuse until they exist):")
+        lines += [f"  {path}" for path in missing]
+    for host in spec.hosts.values():
+        lines += _host_lines(spec, host)
+    return "\n".join(printable(line) for line in lines)
 
 
 def step_line(step: Step) -> str:
     took = (step.ended_at or time.time()) - step.started_at
     mark = {"ok": "ok", "failed": "FAILED"}.get(step.outcome, step.outcome)
-    return f"  {step.host:<10} {step.step:<12} {mark:<6} {took:7.2f}s  {step.detail}"
+    return printable(f"  {step.host:<10} {step.step:<12} {mark:<6} {took:7.2f}s  {step.detail}")
 
 
 def watch(store: Store, rollout_id: str, emit: Callable[[str], None], *, interval: float = 0.1) -> Rollout:
@@ -68,7 +149,7 @@ def watch(store: Store, rollout_id: str, emit: Callable[[str], None], *, interva
                 shown.add(step.id)
                 emit(step_line(step))
         if (rollout.state, rollout.reason) != last_state and rollout.state is RolloutState.PAUSED:
-            emit(f"  PAUSED: {rollout.reason}")
+            emit(printable(f"  PAUSED: {rollout.reason}"))
         elif last_state and last_state[0] is RolloutState.PAUSED and rollout.state is RolloutState.RUNNING:
             emit("  running again")
         last_state = (rollout.state, rollout.reason)
@@ -90,14 +171,14 @@ def rollouts_table(title: str, rollouts: list[Rollout]) -> Table:
     for r in rollouts:
         took = ((r.finished_at or time.time()) - r.started_at) if r.started_at else 0.0
         table.add_row(
-            r.id,
-            r.name,
-            r.pool,
+            _text(r.id),
+            _text(r.name),
+            _text(r.pool),
             r.state.value,
             f"{min(r.current_batch + 1, len(r.spec.batches))}/{len(r.spec.batches)}",
             _ago(r.started_at),
             f"{took:.1f}s",
-            r.reason[:80],
+            _text(printable(r.reason)[:80]),
         )
     return table
 
@@ -111,19 +192,26 @@ def _elapsed(seconds: float) -> str:
     )
 
 
-def _capacity_line(rollout: Rollout, servers: Callable[[], list[ServerState]]) -> str:
+def _text(value: object, style: str = "") -> Text:
+    """Data as a Rich cell: never read as markup, secrets and control characters made printable."""
+    return Text(printable(value), style=style)
+
+
+def _capacity_line(rollout: Rollout, servers: Callable[[], list[ServerState]]) -> Text:
     from orchestrator.model.plan import capacity_floor_of
 
     try:
         live = servers()
     except OrchestratorError as exc:
-        return f"[bold red]load balancer unreachable[/]: {exc}"
+        return Text.assemble(("load balancer unreachable", "bold red"), ": ", printable(exc))
     spec = rollout.spec
     in_service = sum(s.in_service for s in live)
     floor = capacity_floor_of(spec.min_healthy, spec.max_unavailable, len(live))
     style = "red" if in_service < max(floor, 1) else "green"
     out = ", ".join(f"{s.server} {s.status}" for s in live if not s.in_service) or "none"
-    return f"[{style}]{in_service}/{len(live)} in service[/], floor {floor}; out of service: {out}"
+    return Text.assemble(
+        (f"{in_service}/{len(live)} in service", style), printable(f", floor {floor}; out of service: {out}")
+    )
 
 
 def _window_line(rollout: Rollout) -> str:
@@ -160,11 +248,13 @@ def status_view(store: Store, rollout: Rollout, servers: Callable[[], list[Serve
     header = Table.grid(padding=(0, 2))
     header.add_column(style="bold")
     header.add_column()
-    header.add_row("rollout", f"{rollout.id} {rollout.name} on pool {rollout.pool}")
+    header.add_row("rollout", _text(f"{rollout.id} {rollout.name} on pool {rollout.pool}"))
     header.add_row(
         "state",
-        f"[bold]{rollout.state.value}[/] after {_elapsed(took)}"
-        + (f": {rollout.reason}" if rollout.reason else ""),
+        Text.assemble(
+            (rollout.state.value, "bold"),
+            printable(f" after {_elapsed(took)}" + (f": {rollout.reason}" if rollout.reason else "")),
+        ),
     )
     header.add_row(
         "batch",
@@ -172,8 +262,8 @@ def status_view(store: Store, rollout: Rollout, servers: Callable[[], list[Serve
         f"{max(h.batch for h in hosts) + 1 if hosts else 0}",
     )
     header.add_row("capacity", _capacity_line(rollout, servers))
-    header.add_row("window", _window_line(rollout))
-    header.add_row("waiting for", _waiting_for(rollout, hosts))
+    header.add_row("window", _text(_window_line(rollout)))
+    header.add_row("waiting for", _text(_waiting_for(rollout, hosts)))
     table = Table()
     for column in ("host", "batch", "state", "step", "for", "note"):
         table.add_column(column)
@@ -184,16 +274,17 @@ def status_view(store: Store, rollout: Rollout, servers: Callable[[], list[Serve
         note = p.get("blocked") or p.get("error") or p.get("detail") or (current.detail if current else "")
         since = float(p.get("since") or 0) or (current.started_at if current else 0)
         table.add_row(
-            host.name,
+            _text(host.name),
             str(host.batch + 1),
-            f"[{STATE_STYLE.get(host.state, 'default')}]{host.state.value}",
-            f"{current.step} ({current.outcome})" if current else "-",
+            _text(host.state.value, STATE_STYLE.get(host.state, "")),
+            _text(f"{current.step} ({current.outcome})" if current else "-"),
             _elapsed(time.time() - since) if since and host.state not in (HostState.PENDING,) else "",
-            str(note)[:300],
+            _text(printable(note)[:300]),
         )
     actions = Table.grid()
     for at, action, actor, detail in store.actions(rollout.id)[-8:]:
-        actions.add_row(f"{time.strftime('%H:%M:%S', time.localtime(at))} {action} by {actor}: {detail}")
+        when = time.strftime("%H:%M:%S", time.localtime(at))
+        actions.add_row(_text(f"{when} {action} by {actor}: {detail}"))
     return Group(header, table, actions)
 
 
@@ -207,7 +298,7 @@ STATE_STYLE = {
 
 
 def summary(console: Console, rollout: Rollout, hosts: list[HostStatus], steps: list[Step]) -> None:
-    table = Table(title=f"Rollout {rollout.id} ({rollout.name}, pool {rollout.pool})")
+    table = Table(title=_text(f"Rollout {rollout.id} ({rollout.name}, pool {rollout.pool})"))
     for column in ("host", "batch", "result", "steps (seconds)", "note"):
         table.add_column(column)
     for host in hosts:
@@ -215,19 +306,23 @@ def summary(console: Console, rollout: Rollout, hosts: list[HostStatus], steps: 
         timing = " ".join(f"{s.step}={s.ended_at - s.started_at:.2f}" for s in mine if s.ended_at)
         note = str(host.progress.get("error", ""))
         table.add_row(
-            host.name,
+            _text(host.name),
             str(host.batch + 1),
-            f"[{STATE_STYLE.get(host.state, 'default')}]{host.state.value}",
-            timing,
-            note,
+            _text(host.state.value, STATE_STYLE.get(host.state, "")),
+            _text(timing),
+            _text(note),
         )
     console.print(table)
     took = (rollout.finished_at or time.time()) - (rollout.started_at or rollout.created_at)
     style = "green" if rollout.state is RolloutState.SUCCEEDED else "bold red"
-    console.print(f"[{style}]{rollout.state.value}[/] in {took:.1f}s: {rollout.reason}")
+    console.print(
+        Text.assemble((rollout.state.value, style), printable(f" in {took:.1f}s: {rollout.reason}"))
+    )
     out = [h.name for h in hosts if h.state is HostState.FAILED_OUT]
     if out:
         console.print(
-            f"[bold red]ATTENTION: {', '.join(out)} left OUT of the load balancer pool; "
-            "fix and return by hand[/]"
+            _text(
+                f"ATTENTION: {', '.join(out)} left OUT of the load balancer pool; fix and return by hand",
+                "bold red",
+            )
         )

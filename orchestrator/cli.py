@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import logging
+import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -29,6 +31,7 @@ inventory_opt = click.option(
 hosts_opt = click.option(
     "--hosts", default=None, help="Comma-separated host names: only these (in pool order)."
 )
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 ROLLOUT_ID = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 
 
@@ -346,6 +349,9 @@ def main() -> None:
     from orchestrator.redact import install_log_redaction
 
     install_log_redaction()
+    level = os.environ.get("ORCH_LOG_LEVEL", "").upper()
+    if level:  # the CLI's own logs (and an in-process worker's) on stderr, for a night's debugging
+        logging.basicConfig(level=getattr(logging, level, logging.INFO), stream=sys.stderr, format=LOG_FORMAT)
     try:
         cli.main(standalone_mode=False)
     except click.exceptions.Exit as exc:

@@ -14,6 +14,7 @@ from typing import Any
 
 from orchestrator.config import Settings
 from orchestrator.engine.driver import reconcile_forever
+from orchestrator.redact import install_log_redaction
 from orchestrator.workflows.app import configure
 
 
@@ -71,6 +72,7 @@ class InProcessWorker:
 
 
 def run_worker(settings: Settings, *, concurrency: int | None = None, loglevel: str = "INFO") -> None:
+    install_log_redaction()  # Celery's handlers and every library's records included
     app = configure(settings)
     _start_reconciler(settings, threading.Event())
     # Threads, not prefork: steps wait on I/O, and a worker that is killed takes all its work with it

@@ -8,7 +8,13 @@ from urllib.parse import unquote
 
 import pytest
 
+from orchestrator.adapters.hypervisors.libvirt import LibvirtSnapshots
+from orchestrator.engine.wiring import Runtime
+from orchestrator.errors import InputError
+from orchestrator.inputs import load_spec
+from orchestrator.model.inventory import LibvirtConfig
 from orchestrator.model.libvirt_uri import check_uri, connection_uri, transport
+from tests.unit.fakes import GOOD_INVENTORY, marked_line, rollout_spec, write_inputs
 
 GOOD = [
     # What the project itself writes: the lab's own libvirtd socket, the test driver in tests.
@@ -242,3 +248,104 @@ def test_connection_uri_refusals(uri: str, known_hosts: Path | None, key: Path |
     with pytest.raises(ValueError, match="; ") as raised:
         connection_uri(uri, known_hosts=known_hosts, key=key)
     assert message in str(raised.value)
+
+
+# In the inventory: the validator, the known_hosts default, relative paths, and what reaches the spec.
+
+HV = '    hypervisor: {type: libvirt, uri: "qemu:///system"}'
+
+
+def inventory_with(hypervisor: str) -> str:
+    assert GOOD_INVENTORY.count(HV) == 1
+    return GOOD_INVENTORY.replace(HV, hypervisor)
+
+
+@pytest.mark.parametrize(
+    ("hypervisor", "problem", "fix"),
+    [
+        (
+            '    hypervisor: {type: libvirt, uri: "qemu+ssh://root@hv1/system"}  # <-',
+            "uri 'qemu+ssh://root@hv1/system': qemu+ssh checks the worker's own",
+            "use qemu+libssh2://USER@HOST/system with hypervisor.known_hosts",
+        ),
+        (
+            '    hypervisor: {type: libvirt, uri: "qemu+libssh2://hv1/system?no_verify=1"}  # <-',
+            "parameter no_verify skips the host-key check",
+            "remove it",
+        ),
+        (
+            '    hypervisor: {type: libvirt, uri: "qemu:///system", known_hosts: keys/known_hosts}  # <-',
+            "hypervisor.known_hosts and hypervisor.key apply only to the libssh and libssh2 transports",
+            "remove them",
+        ),
+    ],
+    ids=["qemu+ssh", "no_verify", "known_hosts-on-unix"],
+)
+def test_the_inventory_refuses_a_bad_hypervisor_at_its_line(
+    tmp_path: Path, hypervisor: str, problem: str, fix: str
+) -> None:
+    inventory = inventory_with(hypervisor)
+    book, inv = write_inputs(tmp_path, inventory=inventory)
+    with pytest.raises(InputError) as raised:
+        load_spec(book, inv)
+    error = raised.value
+    assert str(error).startswith(f"{inv}:{marked_line(inventory)}: "), str(error)
+    assert problem in error.problem and fix in error.expected, str(error)
+
+
+def test_without_any_known_hosts_an_ssh_hypervisor_is_refused(tmp_path: Path) -> None:
+    inventory = inventory_with('    hypervisor: {type: libvirt, uri: "qemu+libssh2://root@hv1/system"}  # <-')
+    inventory = inventory.replace(", known_hosts: keys/known_hosts}", "}").replace(
+        "{address: 10.0.0.11}", "{address: 10.0.0.11, ssh: {known_hosts: keys/known_hosts}}"
+    )
+    book, inv = write_inputs(tmp_path, inventory=inventory)
+    with pytest.raises(InputError, match=rf"^{inv}:{marked_line(inventory)}: pools.web.hypervisor") as raised:
+        load_spec(book, inv)
+    assert "the libssh2 transport needs a known_hosts file" in raised.value.problem
+    assert "set hypervisor.known_hosts or the pool's ssh.known_hosts" in raised.value.expected
+
+
+def test_an_ssh_hypervisor_defaults_to_the_pools_known_hosts_and_no_key(tmp_path: Path) -> None:
+    inventory = inventory_with('    hypervisor: {type: libvirt, uri: "qemu+libssh2://root@hv1/system"}')
+    spec = load_spec(*write_inputs(tmp_path, inventory=inventory))
+    assert isinstance(spec.hypervisor, LibvirtConfig)
+    assert spec.hypervisor.known_hosts == tmp_path / "keys" / "known_hosts"
+    assert spec.hypervisor.key is None
+    # What a worker gets back from the stored spec opens the same URI.
+    stored = type(spec).model_validate_json(spec.model_dump_json())
+    assert stored.hypervisor == spec.hypervisor
+
+
+def test_hypervisor_paths_count_from_the_inventory_folder(tmp_path: Path) -> None:
+    inventory = inventory_with(
+        '    hypervisor: {type: libvirt, uri: "qemu+libssh2://root@hv1:2222/system",'
+        " known_hosts: keys/hv_known_hosts, key: keys/hv_key}"
+    )
+    spec = load_spec(*write_inputs(tmp_path / "site", inventory=inventory))
+    hv = spec.hypervisor
+    assert isinstance(hv, LibvirtConfig)
+    assert (hv.known_hosts, hv.key) == (tmp_path / "site/keys/hv_known_hosts", tmp_path / "site/keys/hv_key")
+    assert query(connection_uri(hv.uri, known_hosts=hv.known_hosts, key=hv.key)) == [
+        ("known_hosts", str(tmp_path / "site/keys/hv_known_hosts")),
+        ("keyfile", str(tmp_path / "site/keys/hv_key")),
+        ("known_hosts_verify", "normal"),
+    ]
+
+
+def test_the_lab_inventory_uri_and_the_default_stay_valid() -> None:
+    assert LibvirtConfig().uri == "qemu:///system"
+    lab = LibvirtConfig(uri="qemu+unix:///system?socket=/var/lib/orchestrator-lab/libvirt/run/libvirt-sock")
+    assert connection_uri(lab.uri, known_hosts=None, key=None) == lab.uri
+
+
+def test_the_worker_opens_the_connection_uri_not_the_raw_one() -> None:
+    hypervisor = LibvirtConfig(uri="qemu+libssh2://root@hv1/system", known_hosts=KNOWN_HOSTS, key=KEY)
+    spec = rollout_spec(hypervisor=hypervisor)
+    runtime = Runtime()
+    try:
+        snapshots = runtime.snapshots(spec, spec.hosts["web1"])  # builds the adapter; opens nothing yet
+        assert isinstance(snapshots, LibvirtSnapshots)
+        assert snapshots.uri == connection_uri(hypervisor.uri, known_hosts=KNOWN_HOSTS, key=KEY)
+        assert snapshots.uri.endswith("&known_hosts_verify=normal")
+    finally:
+        runtime.close()

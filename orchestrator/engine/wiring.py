@@ -21,6 +21,7 @@ from orchestrator.adapters.remote.ssh import SSHPool
 from orchestrator.engine.pipeline import Adapters
 from orchestrator.engine.secrets import SecretValues
 from orchestrator.model.inventory import CommandSnapshotConfig, HAProxyConfig, LibvirtConfig
+from orchestrator.model.libvirt_uri import connection_uri
 from orchestrator.model.spec import CheckSpec, HostSpec, RolloutSpec
 
 
@@ -56,7 +57,9 @@ class Runtime:
     def snapshots(self, spec: RolloutSpec, host: HostSpec, secrets: SecretValues) -> Snapshots | None:
         hypervisor = spec.hypervisor
         if isinstance(hypervisor, LibvirtConfig):
-            return self._libvirt_for(hypervisor.uri)
+            # Never the raw uri: over SSH libvirt must check the inventory's known_hosts, not its defaults.
+            uri = connection_uri(hypervisor.uri, known_hosts=hypervisor.known_hosts, key=hypervisor.key)
+            return self._libvirt_for(uri)
         if isinstance(hypervisor, CommandSnapshotConfig):
             commands = {action: secrets.shell(text) for action, text in host.snapshot_commands.items()}
             return CommandSnapshots(lambda: self.remotes.get(host), commands, timeout=hypervisor.timeout)

@@ -23,6 +23,19 @@ and server names HAProxy's own set (letters, digits, ``_ . : -``); libvirt domai
 ``[A-Za-z0-9][A-Za-z0-9_.+-]*``; addresses an IP address or a DNS name. Secrets are declared by where
 their value lives (``secrets: {db_password: {env: DXCARE_DB_PASSWORD}}``, see ``model.secrets``), at the
 top level or in a pool.
+
+``hypervisor.uri`` must pass ``orchestrator.model.libvirt_uri.check_uri`` (no ``qemu+ssh``, no
+``no_verify``, ``command`` or ``netcat``, ...: host keys come only from the inventory). A hypervisor reached
+over SSH takes its host keys and key from the inventory too::
+
+    hypervisor: {type: libvirt, uri: "qemu+libssh2://root@hv1/system", known_hosts: keys/hv_known_hosts,
+                 key: keys/hv_id_ed25519}
+
+``known_hosts`` (required for ``qemu+libssh2``/``qemu+libssh``) defaults to the pool's ``ssh.known_hosts``:
+a list of trusted host keys, not a credential, so the fallback trusts nothing the inventory does not name.
+``key`` has no default: the hypervisor host is another machine than the pool's servers, and reusing their
+key there is a decision to write down (without it libvirt offers the worker's SSH agent and ~/.ssh keys).
+Both are resolved like ``ssh.key`` and refused for transports that do not use them.
 """
 
 from __future__ import annotations
@@ -35,6 +48,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, Field, ValidationInfo, field_validator, model_validator
 
 from orchestrator.model.base import Port, Strict, Timeout
+from orchestrator.model.libvirt_uri import SSH_TRANSPORTS, check_uri, connection_uri, transport
 from orchestrator.model.playbook import Command
 from orchestrator.model.secrets import SecretName, SecretSource
 from orchestrator.model.yamlfile import LineMap, load
@@ -95,6 +109,15 @@ class HAProxyConfig(Strict):
 class LibvirtConfig(Strict):
     type: Literal["libvirt"] = "libvirt"
     uri: str = "qemu:///system"
+    known_hosts: Path | None = None  # libssh/libssh2 transports: the hypervisor hosts' keys
+    key: Path | None = None  # libssh/libssh2 transports: the private key to log in with
+
+    _uri = field_validator("uri")(lambda uri: check_uri(uri))
+
+    @model_validator(mode="after")
+    def _files_fit_the_transport(self) -> LibvirtConfig:
+        connection_uri(self.uri, known_hosts=self.known_hosts, key=self.key)  # raises what does not fit
+        return self
 
 
 class CommandSnapshotConfig(Strict):
@@ -143,6 +166,27 @@ class Pool(Strict):
     secrets: dict[SecretName, SecretSource] = {}
     hosts: dict[Name, Host]
 
+    @model_validator(mode="before")
+    @classmethod
+    def _hypervisor_known_hosts_default(cls, data: Any) -> Any:
+        """An SSH-reached hypervisor checks host keys against the pool's ssh.known_hosts unless told."""
+        if not isinstance(data, dict):
+            return data
+        hypervisor, ssh = data.get("hypervisor"), data.get("ssh")
+        if not isinstance(hypervisor, dict) or not isinstance(ssh, dict):
+            return data
+        if hypervisor.get("type") != "libvirt" or hypervisor.get("known_hosts") is not None:
+            return data
+        if ssh.get("known_hosts") is None:
+            return data
+        try:
+            over_ssh = transport(str(hypervisor.get("uri", ""))) in SSH_TRANSPORTS
+        except ValueError:
+            return data  # the uri's own validator reports it, at its line
+        if over_ssh:
+            return {**data, "hypervisor": {**hypervisor, "known_hosts": ssh["known_hosts"]}}
+        return data
+
     @field_validator("hosts")
     @classmethod
     def _not_empty(cls, hosts: dict[str, Host]) -> dict[str, Host]:
@@ -182,6 +226,7 @@ class Inventory(Strict):
             if not isinstance(pool, dict):
                 continue
             fix(pool.get("ssh"), "key", "known_hosts")
+            fix(pool.get("hypervisor"), "key", "known_hosts")  # libvirt over SSH: its own key and known_hosts
             fix(pool.get("loadbalancer"), "socket")
             fix_secrets(pool.get("secrets"))
             hosts = pool.get("hosts")

@@ -15,6 +15,7 @@ from orchestrator.model.inventory import (
     CommandSnapshotConfig,
     Host,
     Inventory,
+    LibvirtConfig,
     Pool,
     SSHConfig,
     check_address,
@@ -264,6 +265,18 @@ def check_names_once(inventory: Inventory, files: Files) -> None:
                     )
 
 
+def _hypervisor_files(pool: Pool, pool_name: str, files: Files) -> None:
+    if isinstance(pool.hypervisor, LibvirtConfig):
+        for field in ("known_hosts", "key"):
+            path = getattr(pool.hypervisor, field)
+            if path is not None and not path.is_file():
+                raise InputError(
+                    files.inventory.where(("pools", pool_name, "hypervisor", field)),
+                    f"hypervisor {field.replace('_', ' ')} file {path} does not exist",
+                    "create it or fix the path (relative paths count from the inventory's folder)",
+                )
+
+
 def _snapshot_name(playbook: pb.Playbook, ctx: dict[str, Any], files: Files) -> str:
     import re
 
@@ -373,6 +386,7 @@ def resolve(
             f"one of: {', '.join(sorted(inventory.pools))}",
         )
     check_names_once(inventory, files)
+    _hypervisor_files(pool, playbook.pool, files)
     _only(only_hosts, pool, playbook.pool)
     secrets = _secrets(playbook, inventory, playbook.pool, files)
     hosts = {

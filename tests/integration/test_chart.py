@@ -1,8 +1,10 @@
 """The Helm chart, rendered offline by the real helm (tools/helm, from `make tools/helm`): `helm lint`
 with default and non-default values, then the rendered objects parsed and checked: the worker's
 command and settings, secrets only by reference, the metrics Service and the optional ServiceMonitor
-and PrometheusRule, the inventories/playbooks/known_hosts ConfigMap, the SSH key mounted read-only,
-non-root security contexts, the liveness probe, the disruption budget, and the refusals."""
+and PrometheusRule, the playbooks/known_hosts ConfigMap, the inventories in a Secret (never a ConfigMap:
+a value planted in an inventory appears in no other object), the playbooks' secrets as secretKeyRef env
+vars and read-only secret volumes, the SSH key mounted read-only, non-root security contexts, the
+liveness probe, the disruption budget, and the refusals."""
 
 from __future__ import annotations
 
@@ -33,12 +35,14 @@ CUSTOM: dict[str, Any] = {
         "serviceMonitor": {"enabled": True, "labels": {"release": "kps"}},
         "prometheusRule": {"enabled": True, "labels": {"release": "kps"}},
     },
+    "inventories": {"farm.yaml": "pools:\n  web: {}\n"},
     "config": {
-        "inventories": {"farm.yaml": "pools:\n  web: {}\n"},
         "playbooks": {"app-v2.yaml": "name: app-v2\npool: web\n"},
         "knownHosts": "10.0.0.11 ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIExample\n",
     },
     "ssh": {"existingSecret": "orch-ssh"},
+    "secretEnv": [{"name": "DXCARE_DB_PASSWORD", "secret": "dxcare-db", "key": "password"}],
+    "secretFiles": [{"secret": "dxcare-tls", "mountPath": "/run/secrets/dxcare"}],
     "podSecurityContext": {"supplementalGroups": [998]},
     "podDisruptionBudget": {"minAvailable": 2, "maxUnavailable": None},
     "extraVolumes": [{"name": "artifacts", "persistentVolumeClaim": {"claimName": "artifacts"}}],
@@ -188,13 +192,12 @@ def test_custom_values_render_monitoring_config_and_key(helm_env: dict[str, str]
 
     config = objects[("ConfigMap", "rel-orchestrator-config")]["data"]
     assert config == {
-        "inventories-farm.yaml": "pools:\n  web: {}\n",
         "playbooks-app-v2.yaml": "name: app-v2\npool: web\n",
         "known_hosts": CUSTOM["config"]["knownHosts"],
     }
+    assert objects[("Secret", "rel-orchestrator-inventories")]["stringData"] == CUSTOM["inventories"]
     volumes = {v["name"]: v for v in pod["spec"]["volumes"]}
     assert volumes["config"]["configMap"]["items"] == [
-        {"key": "inventories-farm.yaml", "path": "inventories/farm.yaml"},
         {"key": "playbooks-app-v2.yaml", "path": "playbooks/app-v2.yaml"},
         {"key": "known_hosts", "path": "ssh/known_hosts"},
     ]
@@ -243,8 +246,47 @@ def test_without_metrics_the_probe_pings_the_worker(helm_env: dict[str, str], tm
         ({"metrics": {"enabled": False}}, "livenessProbe.mode=tcp checks the metrics port"),
         ({"livenessProbe": {"mode": "http"}}, 'livenessProbe.mode "http" is not valid'),
         ({"config": {"playbooks": {"../evil.yaml": "x"}}}, 'config.playbooks: file name "../evil.yaml"'),
+        ({"inventories": {"../farm.yaml": "x"}}, 'inventories: file name "../farm.yaml"'),
+        ({"config": {"inventories": {"farm.yaml": "x"}}}, "config.inventories moved to inventories"),
+        (
+            {"inventories": {"farm.yaml": "x"}, "existingInventorySecret": "mine"},
+            "or existingInventorySecret (your own Secret), not both",
+        ),
+        ({"secretEnv": [{"name": "DB_PASSWORD"}]}, "secretEnv[0]: give name, secret and key"),
+        ({"secretEnv": [{"name": "ORCH_HOME", "secret": "s", "key": "k"}]}, "ORCH_HOME is set by the chart"),
+        ({"secretEnv": [{"name": "a-b", "secret": "s", "key": "k"}]}, "is not an environment variable name"),
+        ({"secretFiles": [{"mountPath": "/run/x"}]}, "secretFiles[0]: give secret and mountPath"),
+        ({"secretFiles": [{"secret": "s", "mountPath": "run/x"}]}, 'mountPath "run/x" is not an absolute'),
+        (
+            {"secretFiles": [{"secret": "s", "mountPath": "/etc/orchestrator/inventories"}]},
+            "is already used by the chart",
+        ),
+        (
+            {"secretFiles": [{"secret": "s", "mountPath": "/etc/orchestrator/config/db"}]},
+            "is inside /etc/orchestrator/config, a read-only mount",
+        ),
+        (
+            {"existingInventorySecret": "inv", "podSecurityContext": {"fsGroup": None}},
+            "podSecurityContext.fsGroup: Secrets are mounted with mode 0440",
+        ),
     ],
-    ids=["no-secret", "tcp-probe-without-metrics", "bad-probe-mode", "bad-file-name"],
+    ids=[
+        "no-secret",
+        "tcp-probe-without-metrics",
+        "bad-probe-mode",
+        "bad-file-name",
+        "bad-inventory-name",
+        "inventories-in-config",
+        "inventories-and-existing",
+        "secret-env-incomplete",
+        "secret-env-reserved",
+        "secret-env-bad-name",
+        "secret-file-incomplete",
+        "secret-file-relative",
+        "secret-file-taken-path",
+        "secret-file-inside-a-mount",
+        "no-fsgroup",
+    ],
 )
 def test_refusals_say_what_to_fix(
     helm_env: dict[str, str], tmp_path: Path, values: dict[str, Any], message: str
@@ -272,6 +314,140 @@ def test_notes_tell_what_is_missing_and_how_to_reach_the_metrics(
     assert "create secret generic orchestrator-connection" in default
     assert "No SSH key is mounted" in default and "No known_hosts given" in default
     assert "port-forward svc/rel-orchestrator-metrics 9464" in default
+    assert "No inventories mounted" in default
     custom = notes(CUSTOM)
     assert "/etc/orchestrator/ssh-key/id_ed25519 (read-only)" in custom
     assert "installed as PrometheusRule rel-orchestrator" in custom and "No SSH key" not in custom
+    assert (
+        "Inventories are under /etc/orchestrator/inventories (read-only, from Secret rel-orchestrator-"
+        in custom
+    )
+    assert "env DXCARE_DB_PASSWORD from Secret dxcare-db, key password" in custom
+    assert "Secret dxcare-tls under /run/secrets/dxcare, one file per key (read-only)" in custom
+    existing = notes({"existingInventorySecret": "farm-inventories"})
+    assert "create secret generic farm-inventories --from-file=farm.yaml=./farm.yaml" in existing
+
+
+PLANTED = "PLANTED-VALUE-123"
+INVENTORY = (
+    f"pools:\n  web:\n    vars: {{db_password: {PLANTED}}}\n    hosts: {{web1: {{address: 10.0.0.11}}}}\n"
+)
+# A ConfigMap exists too (playbooks, known_hosts), so "not in a ConfigMap" is tested against a real one.
+WITH_INVENTORY: dict[str, Any] = {
+    "inventories": {"farm.yaml": INVENTORY, "lab.yaml": "pools: {}\n"},
+    "config": {"playbooks": {"app.yaml": "name: app\npool: web\n"}, "knownHosts": "h ssh-ed25519 AAAA\n"},
+}
+
+
+def raw_documents(env: dict[str, str], tmp_path: Path, values: dict[str, Any]) -> dict[tuple[str, str], str]:
+    """Each rendered object's text as helm printed it (comments included), by (kind, name)."""
+    result = helm(env, "template", "rel", str(CHART), "-f", values_file(tmp_path, values))
+    assert result.returncode == 0, result.stderr
+    texts: dict[tuple[str, str], str] = {}
+    for text in result.stdout.split("\n---\n"):
+        doc = yaml.safe_load(text)
+        if doc:
+            texts[(doc["kind"], doc["metadata"]["name"])] = text
+    return texts
+
+
+def test_inventories_go_to_a_secret_and_never_to_a_configmap(
+    helm_env: dict[str, str], tmp_path: Path
+) -> None:
+    objects = render(helm_env, tmp_path, WITH_INVENTORY)
+    secret = objects[("Secret", "rel-orchestrator-inventories")]
+    assert secret["type"] == "Opaque" and "data" not in secret
+    assert secret["stringData"] == WITH_INVENTORY["inventories"]  # the text exactly, file by file
+    configmaps = [o for (kind, _), o in objects.items() if kind == "ConfigMap"]
+    assert [c["metadata"]["name"] for c in configmaps] == ["rel-orchestrator-config"]
+    for configmap in configmaps:
+        assert not any("farm" in key or "inventor" in key for key in configmap["data"])
+    pod = objects[("Deployment", "rel-orchestrator")]["spec"]["template"]["spec"]
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert volumes["inventories"]["secret"] == {
+        "secretName": "rel-orchestrator-inventories",
+        "defaultMode": 0o440,
+    }
+    assert not any(i["path"].startswith("inventories") for i in volumes["config"]["configMap"]["items"])
+    mounts = {m["name"]: m for m in pod["containers"][0]["volumeMounts"]}
+    assert mounts["inventories"] == {
+        "name": "inventories",
+        "mountPath": "/etc/orchestrator/inventories",
+        "readOnly": True,
+    }
+    assert pod["securityContext"]["fsGroup"] == 10001  # 0440 root:fsGroup, so the non-root user reads them
+
+
+def test_a_planted_inventory_value_appears_only_in_our_secret(
+    helm_env: dict[str, str], tmp_path: Path
+) -> None:
+    texts = raw_documents(helm_env, tmp_path, WITH_INVENTORY)
+    assert ("ConfigMap", "rel-orchestrator-config") in texts and len(texts) > 3
+    assert [key for key, text in texts.items() if PLANTED in text] == [
+        ("Secret", "rel-orchestrator-inventories")
+    ]
+
+
+def test_a_changed_inventory_leaves_the_pod_template_alone(helm_env: dict[str, str], tmp_path: Path) -> None:
+    # No checksum of the Secret in the Deployment: a hash of a secret would let readers test guesses.
+    other = {**WITH_INVENTORY, "inventories": {"farm.yaml": INVENTORY.replace(PLANTED, "another-value")}}
+    first = render(helm_env, tmp_path, WITH_INVENTORY)[("Deployment", "rel-orchestrator")]
+    second = render(helm_env, tmp_path, other)[("Deployment", "rel-orchestrator")]
+    assert first == second
+
+
+def test_an_existing_inventory_secret_is_mounted_and_none_is_made(
+    helm_env: dict[str, str], tmp_path: Path
+) -> None:
+    objects = render(helm_env, tmp_path, {"existingInventorySecret": "farm-inventories"})
+    assert not [name for kind, name in objects if kind in ("Secret", "ConfigMap")]
+    pod = objects[("Deployment", "rel-orchestrator")]["spec"]["template"]["spec"]
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert volumes["inventories"]["secret"] == {"secretName": "farm-inventories", "defaultMode": 0o440}
+    mounts = {m["name"]: m for m in pod["containers"][0]["volumeMounts"]}
+    assert mounts["inventories"]["readOnly"] is True
+    assert mounts["inventories"]["mountPath"] == "/etc/orchestrator/inventories"
+
+
+def test_playbook_secrets_come_as_secret_refs_and_read_only_secret_volumes(
+    helm_env: dict[str, str], tmp_path: Path
+) -> None:
+    values = {
+        "secretEnv": [
+            {"name": "DXCARE_DB_PASSWORD", "secret": "dxcare-db", "key": "password"},
+            {"name": "API_TOKEN", "secret": "123", "key": "true"},  # names YAML would read as non-strings
+        ],
+        "secretFiles": [
+            {"secret": "dxcare-tls", "mountPath": "/run/secrets/dxcare"},
+            {"secret": "dxcare-db", "key": "password", "mountPath": "/run/secrets/dxcare-db-password"},
+        ],
+    }
+    objects = render(helm_env, tmp_path, values)
+    assert not [name for kind, name in objects if kind in ("Secret", "ConfigMap")]  # references only
+    c = container(objects)
+    env = env_of(c)
+    assert env["DXCARE_DB_PASSWORD"] == {
+        "name": "DXCARE_DB_PASSWORD",
+        "valueFrom": {"secretKeyRef": {"name": "dxcare-db", "key": "password"}},
+    }
+    assert env["API_TOKEN"]["valueFrom"]["secretKeyRef"] == {"name": "123", "key": "true"}
+    pod = objects[("Deployment", "rel-orchestrator")]["spec"]["template"]["spec"]
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert volumes["secret-file-0"]["secret"] == {"secretName": "dxcare-tls", "defaultMode": 0o440}
+    assert volumes["secret-file-1"]["secret"] == {
+        "secretName": "dxcare-db",
+        "defaultMode": 0o440,
+        "items": [{"key": "password", "path": "password"}],
+    }
+    mounts = {m["name"]: m for m in c["volumeMounts"]}
+    assert mounts["secret-file-0"] == {
+        "name": "secret-file-0",
+        "mountPath": "/run/secrets/dxcare",
+        "readOnly": True,
+    }
+    assert mounts["secret-file-1"] == {
+        "name": "secret-file-1",
+        "mountPath": "/run/secrets/dxcare-db-password",
+        "subPath": "password",
+        "readOnly": True,
+    }

@@ -352,6 +352,7 @@ def main() -> None:
     level = os.environ.get("ORCH_LOG_LEVEL", "").upper()
     if level:  # the CLI's own logs (and an in-process worker's) on stderr, for a night's debugging
         logging.basicConfig(level=getattr(logging, level, logging.INFO), stream=sys.stderr, format=LOG_FORMAT)
+        logging.getLogger("alembic").setLevel(logging.WARNING)  # its plugin list at every store open
     try:
         cli.main(standalone_mode=False)
     except click.exceptions.Exit as exc:

@@ -562,7 +562,10 @@ class HostPipeline:
         p.successes = p.successes + 1 if ok else 0
         p.detail = detail
         if p.successes >= self.spec.stabilize_successes:
-            return done
+            # The journal keeps what the last passing round saw, not only that it passed.
+            return (
+                Goto(done.state, f"{done.detail}: {detail}", done.outcome) if isinstance(done, Goto) else done
+            )
         elapsed = self._elapsed(p)
         if elapsed >= self.spec.stabilize_timeout:
             return Fail(f"{failed} after {self.spec.stabilize_timeout:g}s: {detail}")

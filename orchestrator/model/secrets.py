@@ -27,6 +27,8 @@ ENV_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]{0,127}$"
 
 SEP = "\x1f"
 TOKEN = re.compile(SEP + r"([A-Za-z_][A-Za-z0-9_]{0,63})" + SEP)
+# A token inside a repr() (a message quoting a command with !r) shows its separator escaped.
+_ANY_TOKEN = re.compile(r"(?:\x1f|\\x1f)([A-Za-z_][A-Za-z0-9_]{0,63})(?:\x1f|\\x1f)")
 SHOWN = "***"
 
 
@@ -36,7 +38,7 @@ def token(name: str) -> str:
 
 def shown(text: str) -> str:
     """``text`` as people may see it: every secret token as ``***``."""
-    return TOKEN.sub(SHOWN, text) if SEP in text else text
+    return _ANY_TOKEN.sub(SHOWN, text) if SEP in text or "\\x1f" in text else text
 
 
 def names_in(text: str) -> list[str]:

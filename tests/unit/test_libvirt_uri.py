@@ -323,7 +323,7 @@ def test_hypervisor_paths_count_from_the_inventory_folder(tmp_path: Path) -> Non
         " known_hosts: keys/hv_known_hosts, key: keys/hv_key}"
     )
     files = write_inputs(tmp_path / "site", inventory=inventory)
-    with pytest.raises(InputError, match="hypervisor known hosts file .* does not exist"):
+    with pytest.raises(InputError, match=r"hypervisor known hosts file .* does not exist"):
         load_spec(*files)
     (tmp_path / "site/keys/hv_known_hosts").write_text("")
     (tmp_path / "site/keys/hv_key").write_text("")

@@ -75,9 +75,10 @@ class SecretValues:
 
 def _read(name: str, path: Path, where: str) -> str:
     try:
+        # Looked at before opening: opening a FIFO would wait for a writer.
+        if not stat.S_ISREG(path.stat().st_mode):
+            raise InputError(where, f"secret {name}: {path} is not a regular file", "a file")
         with path.open("rb") as f:
-            if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
-                raise InputError(where, f"secret {name}: {path} is not a regular file", "a file")
             data = f.read(MAX_SECRET_BYTES + 1)
     except FileNotFoundError:
         raise InputError(

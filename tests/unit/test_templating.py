@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 
 from orchestrator.errors import InputError
-from orchestrator.model.templating import render
+from orchestrator.model.secrets import token
+from orchestrator.model.templating import render, secrets_context
 
 WHERE = "playbook.yaml:12"
 CTX: dict[str, Any] = {
@@ -114,3 +115,92 @@ def test_templates_cannot_reach_python_internals() -> None:
 def test_no_template_no_change() -> None:
     assert shell("systemctl restart app") == "systemctl restart app"
     assert text("") == ""
+
+
+# -- secrets, bounds, what templates may not do
+
+SECRET_CTX: dict[str, Any] = {**CTX, "secrets": secrets_context(["pw"])}
+
+
+def test_a_secret_renders_to_its_token_where_secrets_are_allowed() -> None:
+    command = render("login --pw {{ secrets.pw }}", SECRET_CTX, where=WHERE, shell=True, allow_secrets=True)
+    assert command == f"login --pw {token('pw')}"
+    url = render("http://u:{{ secrets.pw }}@h/", SECRET_CTX, where=WHERE, shell=False, allow_secrets=True)
+    assert url == f"http://u:{token('pw')}@h/"
+
+
+@pytest.mark.parametrize(
+    ("template", "allow", "problem"),
+    [
+        ("{{ secrets.pw }}", False, "puts a secret where secrets may not go"),
+        ("{{ secrets.pw | upper }}", True, "a secret can only be inserted as it is"),
+        ("x{{ secrets.pw ~ 'a' }}", True, "a secret can only be inserted as it is"),
+        ("{{ secrets.pw | raw }}", True, "a secret can only be inserted as it is"),
+        ("{{ secrets.nope }}", True, "secret 'nope' is not declared"),
+        ("{{ secrets['nope'] }}", True, "secret 'nope' is not declared"),
+    ],
+)
+def test_secrets_cannot_be_misused(template: str, allow: bool, problem: str) -> None:
+    with pytest.raises(InputError) as raised:
+        render(template, SECRET_CTX, where=WHERE, shell=True, allow_secrets=allow)
+    assert raised.value.where == WHERE
+    assert problem in raised.value.problem
+
+
+@pytest.mark.parametrize(
+    ("template", "problem"),
+    [
+        ("{{ 1/0 }}", "ZeroDivisionError"),
+        ("{{ [].pop() }}", "unsafe"),
+        ("{{ range(10**9) | list }}", "too large"),
+        ("{{ 'x' * 10**8 }}", "too long"),
+        ("{{ ('x' * 60000) | replace('x', 'yyyyy') }}", "too long"),
+        ("{{ 2 ** 100000 }}", "too large a number"),
+        ("{{ 'a'.ljust(1000000) }}", "not supported"),
+        ("{{ '%999999d' % 1 }}", "not supported"),
+        ("{% for i in range(200) %}{% for j in range(200) %}{% endfor %}{% endfor %}", "too many times"),
+        ("{% for i in range(2000) %}{{ vars.flags * 100 }}{% endfor %}", "too long"),
+        ("{% set x = 1 %}{{ x }}", "{% set %} is not supported"),
+        ("{% macro m() %}{% endmacro %}", "{% macro %} is not supported"),
+        ("{% include 'x' %}", "{% include %} is not supported"),
+        ("{{ __orch_value(0, 'x') }}", "reserved"),
+        ("echo \x1b[31m", "control character U+001B"),
+        ("x" * 20_000, "characters long"),
+    ],
+)
+def test_templates_are_bounded(template: str, problem: str) -> None:
+    with pytest.raises(InputError) as raised:
+        shell(template)
+    assert raised.value.where == WHERE
+    assert problem in raised.value.problem
+
+
+def test_a_value_holding_a_control_character_is_refused() -> None:
+    ctx = {**CTX, "vars": {"bell": "ding\x07"}}
+    with pytest.raises(InputError, match=r"control character U\+0007"):
+        render("echo {{ vars.bell }}", ctx, where=WHERE, shell=True)
+
+
+@pytest.mark.parametrize(
+    ("template", "where"),
+    [
+        ("echo '{{ vars.evil }}'", "inside '...' quotes"),
+        ('echo "{{ vars.evil }}"', 'inside "..." quotes'),
+        ("echo `echo {{ vars.evil }}`", "inside backquotes"),
+        ("true # {{ vars.evil }}", "in a comment"),
+    ],
+)
+def test_a_value_inside_the_authors_quotes_is_refused_naming_the_expression(
+    template: str, where: str
+) -> None:
+    with pytest.raises(InputError) as raised:
+        shell(template)
+    assert raised.value.problem == f"{{{{ vars.evil }}}} is {where}"
+    assert "{{ vars.evil | raw }}" in raised.value.expected
+
+
+def test_raw_values_are_shell_syntax_and_take_part_in_the_position_check() -> None:
+    assert shell("echo '{{ vars.flags | raw }}'") == "echo '--hard --quiet'"
+    ctx = {**CTX, "vars": {"open": "'", "x": "y"}}
+    with pytest.raises(InputError, match=r"inside '\.\.\.' quotes"):
+        render("echo {{ vars.open | raw }} {{ vars.x }}", ctx, where=WHERE, shell=True)

@@ -188,7 +188,7 @@ def test_values_that_would_be_reinterpreted_are_refused(
 def test_plan_works_without_the_upload_artifacts_and_lists_them(tmp_path: Path) -> None:
     book, inv = write_inputs(tmp_path)
     (tmp_path / "app-2.tar.gz").unlink()
-    with pytest.raises(InputError, match="upload source .* does not exist"):
+    with pytest.raises(InputError, match=r"upload source .* does not exist"):
         load_spec(book, inv)
     missing: list[str] = []
     spec = load_spec(book, inv, missing=missing)

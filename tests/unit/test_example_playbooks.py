@@ -150,3 +150,26 @@ def test_the_example_inventory_command_snapshot_pool(tmp_path: Path) -> None:
         "systemctl stop dxcare-reports && zfs rollback -r tank/dxcare@pre-dxcare-2026.12-R1"
         " && systemctl start dxcare-reports"
     )
+
+
+def _readme_block(heading: str) -> str:
+    text = (PLAYBOOKS.parent / "README.md").read_text()
+    section = text.split(f"\n{heading}\n", 1)[1]
+    return section.split("```yaml\n", 1)[1].split("\n```", 1)[0] + "\n"
+
+
+def test_the_readme_inventory_and_playbook_validate_together(tmp_path: Path) -> None:
+    """The README's own examples are what a new user copies first: they must pass `validate`."""
+    inventory, playbook = tmp_path / "inventory.yaml", tmp_path / "app-v2.yaml"
+    inventory.write_text(_readme_block("### Inventory"))
+    playbook.write_text(_readme_block("### Playbook"))
+    _keys(tmp_path / "keys" / "id_ed25519", tmp_path / "keys" / "known_hosts")
+    (tmp_path / "files").mkdir()
+    (tmp_path / "files" / "app-2.tar.gz").write_bytes(b"placeholder")
+    spec = load_spec(playbook, inventory)
+    assert (
+        len(spec.hosts) == 4
+        and spec.window is not None
+        and set(spec.secrets) == {"db_password", "health_token"}
+    )
+    assert "***" in plan_text(spec)

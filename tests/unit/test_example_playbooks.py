@@ -24,6 +24,7 @@ from orchestrator.lab.loopback import LoopbackFarm
 from orchestrator.model import playbook as pb
 from orchestrator.model.inventory import CommandSnapshotConfig, load_inventory
 from orchestrator.model.playbook import load_playbook
+from orchestrator.model.secrets import token
 from orchestrator.model.templating import render
 from orchestrator.report import plan_text
 
@@ -128,7 +129,11 @@ def test_the_dxcare_example(tmp_path: Path) -> None:
     assert host.ssh.key_file == EXAMPLES / "keys" / "id_ed25519"
     assert host.ssh.known_hosts == EXAMPLES / "keys" / "known_hosts"
     commands = [s.command for s in host.steps if s.kind == "run"]
-    assert "/opt/dxcare/bin/install --archive /var/tmp/dxcare-2026.12.tar.gz --site chu-nord" in commands
+    install = (
+        "/opt/dxcare/bin/install --archive /var/tmp/dxcare-2026.12.tar.gz --site chu-nord --db-password "
+    )
+    assert install + token("dxcare_db_password") in commands
+    assert spec.secrets["dxcare_db_password"].source.env == "DXCARE_DB_PASSWORD"
     assert host.checks[0].url == "http://10.40.2.14:8080/health"
     assert host.checks[0].json_fields == {"version": "2026.12"}
 

@@ -359,7 +359,14 @@ def main() -> None:
         sys.exit(exc.exit_code)
     except click.UsageError as exc:
         command = exc.ctx.command_path if exc.ctx else "orchestrator"
-        err.print(printable(f"error: {command}: {exc.format_message()}; see `{command} --help`"))
+        where, what = command, exc.format_message()
+        if isinstance(exc, click.BadParameter) and not isinstance(exc, click.MissingParameter) and exc.param:
+            # The option or argument at fault, as the user typed it.
+            where = (
+                exc.param.opts[0] if isinstance(exc.param, click.Option) else exc.param.human_readable_name
+            )
+            what = exc.message
+        err.print(printable(f"error: {where}: {what.rstrip('.')}; see `{command} --help`"))
         sys.exit(exc.exit_code)
     except click.ClickException as exc:
         err.print(printable(f"error: {exc.format_message()}"))

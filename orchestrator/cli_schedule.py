@@ -59,7 +59,7 @@ def schedule(
     from orchestrator.store.schedules import add_schedule
 
     if (at_text is None) == (not next_window):
-        raise click.UsageError("give one of --at TIME or --next-window")
+        raise InputError("--at", "give one of --at TIME or --next-window", "e.g. --at '2026-12-05 01:30'")
     only = host_list(hosts)
     spec = load_spec(playbook, inventory, hosts=only)
     window = spec.window.parsed() if spec.window else None

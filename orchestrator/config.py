@@ -37,9 +37,11 @@ def _number(env: Mapping[str, str], name: str, default: float) -> float:
     try:
         value = float(text)
     except ValueError:
-        raise ConfigError(f"{name}={text!r} is not a number; e.g. {default:g}") from None
+        raise ConfigError(f"{name}: {text!r} is not a number; a number above 0, e.g. {default:g}") from None
     if not math.isfinite(value) or value <= 0:
-        raise ConfigError(f"{name}={text!r} must be a number above 0; e.g. {default:g}")
+        raise ConfigError(
+            f"{name}: {text!r} is not a finite number above 0; a number above 0, e.g. {default:g}"
+        )
     return value
 
 
@@ -48,7 +50,7 @@ def _whole(env: Mapping[str, str], name: str, default: int) -> int:
     if not text:
         return default
     if not text.strip().isdigit() or int(text) < 1:
-        raise ConfigError(f"{name}={text!r} is not a whole number above 0; e.g. {default}")
+        raise ConfigError(f"{name}: {text!r} is not a whole number above 0; a whole number, e.g. {default}")
     return int(text)
 
 

@@ -38,7 +38,8 @@ def _percent(value: Any, field: str, *, low: int) -> int | str:
     """A count (int >= low) or a percentage '0%'..'100%' (at least low%)."""
     expected = f"a number >= {low} or a percentage '{low}%'..'100%'"
     if isinstance(value, bool) or not isinstance(value, int | str):
-        raise ValueError(f"{field} {value!r} is not a number; {expected}")
+        shown = str(value).lower() if isinstance(value, bool) else repr(value)  # as YAML wrote it
+        raise ValueError(f"{field} {shown} is not a number; {expected}")
     if isinstance(value, int):
         if value < low:
             raise ValueError(f"{field} {value} is {'negative' if value < 0 else f'below {low}'}; {expected}")

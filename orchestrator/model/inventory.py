@@ -99,6 +99,13 @@ class HAProxyConfig(Strict):
     backend: LBName
     timeout: Timeout = 5.0
 
+    @field_validator("socket", mode="before")
+    @classmethod
+    def _socket_given(cls, socket: Any) -> Any:
+        if isinstance(socket, str) and not socket.strip():
+            raise ValueError("socket is empty; the path of HAProxy's `stats socket ... level admin`")
+        return socket
+
     @model_validator(mode="after")
     def _one_endpoint(self) -> HAProxyConfig:
         if (self.socket is None) == (self.address is None):
@@ -212,7 +219,8 @@ class Inventory(Strict):
         def fix(section: Any, *keys: str) -> None:
             if isinstance(section, dict):
                 for key in keys:
-                    if isinstance(section.get(key), str) and not Path(section[key]).is_absolute():
+                    value = section.get(key)
+                    if isinstance(value, str) and value.strip() and not Path(value).is_absolute():
                         section[key] = str(Path(base) / section[key])
 
         def fix_secrets(secrets: Any) -> None:

@@ -184,6 +184,8 @@ def _http(
     headers: dict[str, str] = {}
     for name, template in check.headers.items():
         header_where = files.playbook.where((*loc, "headers", name))
+        if "\n" in template or "\r" in template:
+            raise InputError(header_where, f"header {name} holds a line break", "a value on one line")
         value = render(template, ctx, where=header_where, shell=False, allow_secrets=True)
         if "\n" in value or "\r" in value:
             raise InputError(header_where, f"header {name} holds a line break", "a value on one line")

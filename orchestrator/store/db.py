@@ -150,7 +150,7 @@ def safe_url(url: str) -> str:
 class Store:
     def __init__(self, url: str, *, setting: str = "ORCH_DATABASE_URL") -> None:
         self.url = url
-        where = f"{setting}={safe_url(url)}"
+        where = f"{setting}: {safe_url(url)}"
         try:
             self.engine = make_engine(url)
             upgrade(self.engine)

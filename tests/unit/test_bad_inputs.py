@@ -1846,10 +1846,10 @@ EXAMPLE_CASES = [
             EX_PLAYBOOK,
             "migrate-config",
             '  - run: "{{ vars.app_dir }}/bin/dxcarectl migrate-config'
-            ' --db-password {{ secrets.db_pasword }}"',
+            ' --db-password {{ secrets.dxcare_db_pasword }}"',
         ),
-        inventory=inv_secrets(DB_PASSWORD, EX_INVENTORY),
-        words=("db_pasword",),
+        inventory=EX_INVENTORY,  # the shipped example declares dxcare_db_password
+        words=("dxcare_db_pasword",),
     ),
     example(
         "example: a backend name with a space",

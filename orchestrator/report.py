@@ -12,6 +12,7 @@ from rich.text import Text
 
 from orchestrator.adapters.loadbalancers.base import ServerState
 from orchestrator.display import printable
+from orchestrator.engine.pipeline import Progress
 from orchestrator.errors import OrchestratorError
 from orchestrator.model.spec import CheckSpec, HostSpec, RolloutSpec
 from orchestrator.model.states import ROLLOUT_DONE, HostState, RolloutState
@@ -230,12 +231,13 @@ def _waiting_for(rollout: Rollout, hosts: list[HostStatus]) -> str:
         return "nothing: the rollout is over"
     if rollout.state in (RolloutState.PAUSED, RolloutState.AWAITING_APPROVAL):
         return rollout.reason
-    waits = [
-        f"{h.name}: {h.progress.get('detail')}"
-        for h in hosts
-        if str(h.progress.get("detail", "")).startswith(("waiting", "load balancer"))
-        or (h.state is HostState.DRAINING and h.progress.get("detail"))
-    ]
+    waits = []
+    for h in hosts:
+        p = Progress.from_json(h.progress)
+        why = p.blocked or (f"waiting for {p.held_why}" if p.held_why and h.state is HostState.PENDING else "")
+        why = why or (p.detail if h.state is HostState.DRAINING else "")
+        if why:
+            waits.append(f"{h.name}: {why}")
     return "; ".join(waits) or "the hosts in flight"
 
 

@@ -17,7 +17,7 @@ from orchestrator.adapters.loadbalancers.base import LoadBalancer, ServerState
 from orchestrator.engine.pipeline import GateDecision, Hold, Proceed, Refuse
 from orchestrator.model.plan import capacity_floor_of, expected_host_seconds
 from orchestrator.model.spec import HostSpec, RolloutSpec
-from orchestrator.model.states import HostState, RolloutState
+from orchestrator.model.states import HostState, PauseCause, RolloutState
 from orchestrator.store.db import Store
 
 
@@ -58,15 +58,17 @@ class StoreControls:
         rollout = self.store.rollout(self.spec.rollout_id)
         assert rollout is not None
         if not rollback:
-            waiting = self._rollout_gates(rollout.state, rollout.reason, rollout.started_at)
+            waiting = self._rollout_gates(
+                rollout.state, rollout.pause_cause, rollout.reason, rollout.started_at
+            )
             if waiting is not None:
                 return waiting
         return self._claim(host, rollback)
 
     def _rollout_gates(
-        self, state: RolloutState, reason: str, started_at: float | None
+        self, state: RolloutState, cause: PauseCause | None, reason: str, started_at: float | None
     ) -> GateDecision | None:
-        if state is RolloutState.PAUSED and not reason.startswith("maintenance window"):
+        if state is RolloutState.PAUSED and cause is not PauseCause.WINDOW:
             return Hold(f"the rollout to be resumed ({reason})", 1.0)
         if state in (RolloutState.ABORTING, RolloutState.ROLLING_BACK, RolloutState.AWAITING_APPROVAL):
             return Hold(f"the rollout ({state.value})", 1.0)
@@ -74,10 +76,12 @@ class StoreControls:
         if deadline and started_at and self.clock() - started_at > deadline:
             return Refuse(f"the rollout deadline ({deadline:g}s) passed before this host could start")
         if self.spec.window is not None:
-            return self._window(state, reason)
+            return self._window()
         return None
 
-    def _window(self, state: RolloutState, reason: str) -> GateDecision | None:
+    def _window(self) -> GateDecision | None:
+        """Hold with the cause WINDOW when the window has less time left than a host needs; the
+        coordinator pauses the rollout for it (and resumes it when a host passes). Writes nothing."""
         from orchestrator.model.windows import parse_window
 
         assert self.spec.window is not None
@@ -85,10 +89,7 @@ class StoreControls:
         at = datetime.fromtimestamp(self.clock(), UTC)
         need = expected_host_seconds(self.spec, self._past_durations())
         left = window.time_left(at).total_seconds()
-        rollout_id = self.spec.rollout_id
         if left >= need:
-            if state is RolloutState.PAUSED and reason.startswith("maintenance window"):
-                self.store.set_rollout_state(rollout_id, RolloutState.RUNNING)
             return None
         opens = window.next_open(at) if left <= 0 else window.next_open(window.closes_at(at) or at)
         why = (
@@ -97,11 +98,9 @@ class StoreControls:
             else "maintenance window closed"
         )
         text = f"{why}; next opens {opens:%Y-%m-%d %H:%M} UTC ({window.describe()})"
-        if state is RolloutState.RUNNING:
-            self.store.set_rollout_state(rollout_id, RolloutState.PAUSED, text)
         # Look again at least every minute: a countdown message held for hours would outlive the broker's
         # consumer timeout.
-        return Hold(text, max(1.0, min(60.0, (opens - at).total_seconds())))
+        return Hold(text, max(1.0, min(60.0, (opens - at).total_seconds())), cause=PauseCause.WINDOW)
 
     def _past_durations(self) -> list[float]:
         spans: dict[str, list[float]] = {}

@@ -37,7 +37,7 @@ from orchestrator.engine.rollout import (
 from orchestrator.engine.secrets import SecretValues
 from orchestrator.engine.wiring import Runtime
 from orchestrator.errors import OrchestratorError, RolloutRefused
-from orchestrator.model.states import ROLLOUT_DONE, TERMINAL, HostState, RolloutState
+from orchestrator.model.states import ACTIVE, ROLLOUT_DONE, TERMINAL, HostState, PauseCause, RolloutState
 from orchestrator.procs import alive
 from orchestrator.store.db import Rollout, Store, now
 
@@ -101,7 +101,10 @@ def start(store: Store, scheduler: Scheduler, rollout_id: str) -> None:
     rollout = store.rollout(rollout_id)
     if rollout is None or rollout.state is not RolloutState.PENDING:
         return  # a duplicate delivery of the start message
-    store.set_rollout_state(rollout_id, RolloutState.RUNNING)
+    if not store.transition_rollout(
+        rollout_id, RolloutState.RUNNING, only_from=frozenset({RolloutState.PENDING})
+    ):
+        return
     for host in rollout.spec.batches[0]:
         schedule(store, scheduler, rollout_id, host)
 
@@ -139,10 +142,11 @@ def tick(
     except Exception as exc:  # a bug or a dead store: stop loudly, naming where the host stands
         log.exception("tick of %s/%s crashed", rollout_id, host)
         current = store.host(rollout_id, host)
-        store.set_rollout_state(
+        store.transition_rollout(
             rollout_id,
             RolloutState.FAILED,
-            f"internal error on {host} in state {current.state.value}: {exc!r}",
+            reason=f"internal error on {host} in state {current.state.value}: {exc!r}",
+            only_from=ACTIVE,
         )
         return
     finally:
@@ -160,15 +164,26 @@ def _note_blocked(store: Store, rollout_id: str, host: str, progress: Progress) 
         return
     if progress.blocked and rollout.state is RolloutState.RUNNING:
         where = ", ".join(f"{h.name} {h.state.value}" for h in store.hosts(rollout_id))
-        store.set_rollout_state(
-            rollout_id, RolloutState.PAUSED, f"{progress.blocked}; retrying. Hosts: {where}"
+        store.transition_rollout(
+            rollout_id,
+            RolloutState.PAUSED,
+            reason=f"{progress.blocked}; retrying. Hosts: {where}",
+            cause=PauseCause.LOADBALANCER,
+            only_from=frozenset({RolloutState.RUNNING}),
         )
-    elif (
-        not progress.blocked
-        and rollout.state is RolloutState.PAUSED
-        and rollout.reason.startswith("load balancer unreachable")
-    ):
-        store.set_rollout_state(rollout_id, RolloutState.RUNNING)
+    elif not progress.blocked and rollout.pause_cause is PauseCause.LOADBALANCER:
+        store.transition_rollout(rollout_id, RolloutState.RUNNING, only_cause=PauseCause.LOADBALANCER)
+    # The gate decides about the window and writes nothing; its decision is carried out here.
+    if progress.held_by == PauseCause.WINDOW:
+        store.transition_rollout(
+            rollout_id,
+            RolloutState.PAUSED,
+            reason=progress.held_why,
+            cause=PauseCause.WINDOW,
+            only_from=frozenset({RolloutState.RUNNING}),
+        )
+    elif progress.passed_gate and rollout.pause_cause is PauseCause.WINDOW:
+        store.transition_rollout(rollout_id, RolloutState.RUNNING, only_cause=PauseCause.WINDOW)
 
 
 def _views(store: Store, rollout_id: str) -> list[HostView]:
@@ -194,10 +209,10 @@ def host_done(store: Store, scheduler: Scheduler, rollout_id: str, runtime: Runt
     if isinstance(decision, AwaitApproval):
         if store.claim_next_batch(rollout_id, rollout.current_batch):
             spec = rollout.spec
-            store.set_rollout_state(
+            store.transition_rollout(
                 rollout_id,
                 RolloutState.AWAITING_APPROVAL,
-                f"batch {decision.done_batch + 1} done; `orchestrator approve {rollout_id} --as NAME` "
+                reason=f"batch {decision.done_batch + 1} done; `orchestrator approve {rollout_id} --as NAME` "
                 f"or `orchestrator reject {rollout_id} --as NAME` (after {spec.approval_timeout:g}s: "
                 f"{spec.on_approval_timeout})",
             )
@@ -208,7 +223,9 @@ def host_done(store: Store, scheduler: Scheduler, rollout_id: str, runtime: Runt
     if isinstance(decision, RollBackHost):
         if rollout.state is not RolloutState.ROLLING_BACK:
             store.skip_pending(rollout_id)
-            store.set_rollout_state(rollout_id, RolloutState.ROLLING_BACK, "rollback_all after failures")
+            store.transition_rollout(
+                rollout_id, RolloutState.ROLLING_BACK, reason="rollback_all after failures"
+            )
         _start_rollback(store, scheduler, rollout_id, decision.host)
         return
     assert isinstance(decision, Finish)
@@ -256,7 +273,9 @@ def pause(store: Store, rollout_id: str, actor: str) -> str:
     rollout = _active(store, rollout_id)
     if rollout.state not in (RolloutState.RUNNING, RolloutState.PAUSED):
         raise RolloutRefused(f"rollout {rollout_id} is {rollout.state.value}: only a running one can pause")
-    store.set_rollout_state(rollout_id, RolloutState.PAUSED, f"paused by {actor}")
+    store.transition_rollout(
+        rollout_id, RolloutState.PAUSED, reason=f"paused by {actor}", cause=PauseCause.OPERATOR
+    )
     store.record_action(rollout_id, "pause", actor)
     return "paused: no new host starts; hosts in flight finish and return to the pool"
 
@@ -264,14 +283,14 @@ def pause(store: Store, rollout_id: str, actor: str) -> str:
 def unpause(store: Store, rollout_id: str, actor: str) -> None:
     rollout = store.rollout(rollout_id)
     if rollout is not None and rollout.state is RolloutState.PAUSED:
-        store.set_rollout_state(rollout_id, RolloutState.RUNNING)
+        store.transition_rollout(rollout_id, RolloutState.RUNNING, only_from=frozenset({RolloutState.PAUSED}))
         store.record_action(rollout_id, "unpause", actor, rollout.reason)
 
 
 def abort(store: Store, scheduler: Scheduler | None, rollout_id: str, actor: str) -> str:
     _active(store, rollout_id)
     skipped = store.skip_pending(rollout_id)
-    store.set_rollout_state(rollout_id, RolloutState.ABORTING, f"aborted by {actor}")
+    store.transition_rollout(rollout_id, RolloutState.ABORTING, reason=f"aborted by {actor}")
     store.record_action(rollout_id, "abort", actor, f"skipped: {', '.join(skipped) or 'none'}")
     _carry_on(store, scheduler, rollout_id)
     return (
@@ -293,7 +312,7 @@ def rollback(store: Store, scheduler: Scheduler | None, rollout_id: str, actor: 
             )
         store.reacquire_pool(rollout_id, rollout.pool)
     store.skip_pending(rollout_id)
-    store.set_rollout_state(rollout_id, RolloutState.ROLLING_BACK, f"rollback requested by {actor}")
+    store.transition_rollout(rollout_id, RolloutState.ROLLING_BACK, reason=f"rollback requested by {actor}")
     store.record_action(rollout_id, "rollback", actor)
     _carry_on(store, scheduler, rollout_id)
     return "rolling back: every host this rollout updated is reverted, newest first"
@@ -301,7 +320,7 @@ def rollback(store: Store, scheduler: Scheduler | None, rollout_id: str, actor: 
 
 def approve(store: Store, scheduler: Scheduler | None, rollout_id: str, actor: str) -> str:
     rollout = _awaiting(store, rollout_id)
-    store.set_rollout_state(rollout_id, RolloutState.RUNNING)
+    store.transition_rollout(rollout_id, RolloutState.RUNNING, reason="")
     store.record_action(rollout_id, "approve", actor, f"batch {rollout.current_batch + 1} may start")
     hosts = [
         h.name
@@ -318,7 +337,9 @@ def reject(store: Store, scheduler: Scheduler | None, rollout_id: str, actor: st
     store.record_action(rollout_id, "reject", actor)
     store.skip_pending(rollout_id)
     if rollout.spec.on_failure == "rollback_all":
-        store.set_rollout_state(rollout_id, RolloutState.ROLLING_BACK, f"rejected by {actor}: rolling back")
+        store.transition_rollout(
+            rollout_id, RolloutState.ROLLING_BACK, reason=f"rejected by {actor}: rolling back"
+        )
         _carry_on(store, scheduler, rollout_id)
         return f"rejected by {actor}: rolling back every host this rollout updated"
     store.finish_rollout(rollout_id, RolloutState.HALTED, f"halted: rejected by {actor}")

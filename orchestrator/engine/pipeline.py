@@ -24,7 +24,7 @@ from orchestrator.engine import remote_commands
 from orchestrator.engine.secrets import NoSecrets, SecretValues
 from orchestrator.errors import CheckError, CommandTimeout, LoadBalancerError, OrchestratorError, RemoteError
 from orchestrator.model.spec import CheckSpec, HostSpec, RolloutSpec
-from orchestrator.model.states import TERMINAL, HostState, check_transition
+from orchestrator.model.states import TERMINAL, HostState, PauseCause, check_transition
 from orchestrator.retry import RetryPolicy
 
 S = HostState
@@ -55,6 +55,9 @@ class Progress:
     postponed: int = 0
     outcome: str = ""  # "skip" or "postpone": how a drain that would not end was settled
     capacity_since: float = 0.0  # when the host began waiting for capacity
+    held_by: str = ""  # a PauseCause value while the gate holds the host for one; "" otherwise
+    held_why: str = ""  # the gate's words for it
+    passed_gate: bool = False  # the gate let the host start in this tick
     next_due: float = 0.0  # when the next look was asked for: lateness beyond it is the orchestrator's own
 
     def to_json(self) -> dict[str, Any]:
@@ -108,6 +111,7 @@ class Hold:
     reason: str  # what the host waits for: capacity, the window, a pause
     delay: float
     capacity: bool = False  # waiting for capacity is bounded by the strategy's capacity_timeout
+    cause: PauseCause | None = None  # the rollout should pause for this (the window); None: just wait
 
 
 @dataclass(frozen=True)
@@ -380,6 +384,9 @@ class HostPipeline:
         # A secret this worker cannot read fails the host here, before anything is touched.
         self.adapters.secrets.require()
         decision = self.adapters.controls.gate(self.host, p.rollback)
+        p.held_by = decision.cause.value if isinstance(decision, Hold) and decision.cause else ""
+        p.held_why = decision.reason if isinstance(decision, Hold) else ""
+        p.passed_gate = isinstance(decision, Proceed)
         if isinstance(decision, Hold):
             p.detail = f"waiting for {decision.reason}"
             if not decision.capacity:

@@ -1,4 +1,5 @@
-"""Host and rollout states, and the one table of legal host transitions."""
+"""Host and rollout states, each with the one table of its legal transitions (the store enforces both),
+and why a rollout is paused, as a field of its own (no code reads a reason's text)."""
 
 from __future__ import annotations
 
@@ -96,3 +97,40 @@ ROLLOUT_DONE = frozenset(
         RolloutState.FAILED,
     }
 )
+
+
+R = RolloutState
+ACTIVE = frozenset(set(RolloutState) - ROLLOUT_DONE)
+# A finished rollout may be rolled back while its snapshots are kept (`orchestrator rollback`).
+_ENDINGS = frozenset({R.SUCCEEDED, R.PARTIAL, R.HALTED, R.ROLLED_BACK, R.FAILED})
+ROLLOUT_TRANSITIONS: dict[RolloutState, frozenset[RolloutState]] = {
+    R.PENDING: frozenset({R.RUNNING, R.ABORTING, R.FAILED}),
+    R.RUNNING: frozenset({R.PAUSED, R.AWAITING_APPROVAL, R.ABORTING, R.ROLLING_BACK} | _ENDINGS),
+    # PAUSED -> PAUSED: the cause changes (an operator pauses a rollout the window had paused).
+    # PAUSED -> an ending: the last host in flight finished while it was paused.
+    # PAUSED -> AWAITING_APPROVAL: the batch before an approval ended while the rollout was paused.
+    R.PAUSED: frozenset({R.RUNNING, R.PAUSED, R.AWAITING_APPROVAL, R.ABORTING, R.ROLLING_BACK} | _ENDINGS),
+    R.AWAITING_APPROVAL: frozenset({R.RUNNING, R.ABORTING, R.ROLLING_BACK, R.HALTED, R.FAILED}),
+    R.ABORTING: frozenset({R.ABORTED, R.FAILED}),
+    R.ROLLING_BACK: frozenset({R.ROLLED_BACK, R.ABORTING, R.FAILED}),
+    R.SUCCEEDED: frozenset({R.ROLLING_BACK}),
+    R.PARTIAL: frozenset({R.ROLLING_BACK}),
+    R.HALTED: frozenset({R.ROLLING_BACK}),
+    R.ABORTED: frozenset({R.ROLLING_BACK}),
+    R.FAILED: frozenset({R.ROLLING_BACK}),
+    R.ROLLED_BACK: frozenset(),
+}
+
+
+def check_rollout_transition(current: RolloutState, new: RolloutState) -> None:
+    if new not in ROLLOUT_TRANSITIONS.get(current, frozenset()):
+        raise StateError(f"illegal rollout transition {current.value} -> {new.value}")
+
+
+class PauseCause(StrEnum):
+    """Why a rollout is PAUSED. Only an operator's pause needs an operator's resume; the others lift by
+    themselves when their cause goes away."""
+
+    OPERATOR = "operator"
+    WINDOW = "window"  # the maintenance window is closed, or too short for the next host
+    LOADBALANCER = "loadbalancer"  # the load balancer does not answer

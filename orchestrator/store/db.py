@@ -6,6 +6,7 @@ state and progress, and one journal row per step attempt live here.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import secrets
@@ -20,14 +21,17 @@ from sqlalchemy import Engine, and_, create_engine, delete, event, make_url, or_
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from orchestrator.errors import ConfigError, RolloutRefused
+from orchestrator.errors import ConfigError, RolloutRefused, StateError
 from orchestrator.model.spec import RolloutSpec
 from orchestrator.model.states import (
+    ACTIVE,
     OUT_OF_SERVICE,
     ROLLOUT_DONE,
     TERMINAL,
     HostState,
+    PauseCause,
     RolloutState,
+    check_rollout_transition,
     check_transition,
 )
 from orchestrator.redact import redact
@@ -51,6 +55,7 @@ class Rollout:
     finished_at: float | None
     reason: str
     spec: RolloutSpec
+    pause_cause: PauseCause | None = None  # set while PAUSED
 
 
 @dataclass(frozen=True)
@@ -241,17 +246,12 @@ class Store:
                 f"pool {spec.pool} is being updated by rollout {holder.id} ({holder.name}, "
                 f"{holder.state}; {why}); see `orchestrator status {holder.id}`"
             )
-        holder.state = RolloutState.FAILED.value
-        holder.finished_at = t
-        holder.reason = (
+        reason = (
             f"abandoned: no progress for {quiet:.0f}s and no host in flight; superseded by {spec.rollout_id}"
         )
-        s.add(
-            ActionRow(
-                rollout_id=holder.id, action="abandon", actor="orchestrator", at=t, detail=holder.reason
-            )
-        )
-        s.delete(lock)
+        s.expunge(lock)  # the ending below deletes its row
+        _transition(s, holder, RolloutState.FAILED, t, reason=reason)
+        s.add(ActionRow(rollout_id=holder.id, action="abandon", actor="orchestrator", at=t, detail=reason))
         s.flush()
 
     def rollout(self, rollout_id: str) -> Rollout | None:
@@ -264,23 +264,40 @@ class Store:
             rows = s.scalars(select(RolloutRow).order_by(RolloutRow.created_at.desc()).limit(limit)).all()
             return [_rollout(r) for r in rows]
 
-    def set_rollout_state(self, rollout_id: str, state: RolloutState, reason: str = "") -> None:
-        values: dict[str, Any] = {"state": state.value}
-        if state is RolloutState.RUNNING:
-            values["started_at"] = now()
-        elif state in ROLLOUT_DONE:
-            values["finished_at"] = now()
-        if reason or state is RolloutState.RUNNING:
-            values["reason"] = reason
+    def transition_rollout(
+        self,
+        rollout_id: str,
+        to: RolloutState,
+        *,
+        reason: str | None = None,
+        cause: PauseCause | None = None,
+        only_from: frozenset[RolloutState] | None = None,
+        only_cause: PauseCause | None = None,
+    ) -> bool:
+        """The one way a rollout's state changes, checked against ROLLOUT_TRANSITIONS.
+
+        A compare-and-set: with ``only_from`` (or ``only_cause``, for a paused rollout), nothing happens
+        unless the rollout is in one of those states (paused for that cause); of several workers deciding
+        at once, one wins. Returns whether it changed. A transition the table does not allow raises
+        StateError. ``cause`` is required for PAUSED and cleared on any other state; a first RUNNING sets
+        ``started_at``, an ending sets ``finished_at`` and frees the pool's lock."""
+        if (to is RolloutState.PAUSED) != (cause is not None):
+            raise StateError(f"a pause needs a cause and only a pause has one ({to.value}, {cause})")
         with self.session() as s:
             row = s.get(RolloutRow, rollout_id, with_for_update=True)
             if row is None:
-                return
-            if row.started_at and state is RolloutState.RUNNING:
-                values.pop("started_at")  # a resume keeps the original start
-            s.execute(update(RolloutRow).where(RolloutRow.id == rollout_id).values(**values))
-            if state in ROLLOUT_DONE:
-                s.execute(delete(PoolLockRow).where(PoolLockRow.rollout_id == rollout_id))
+                return False
+            current = RolloutState(row.state)
+            if only_from is not None and current not in only_from:
+                return False
+            if only_cause is not None and (
+                current is not RolloutState.PAUSED or row.pause_cause != only_cause
+            ):
+                return False
+            if current is to and (to is not RolloutState.PAUSED or row.pause_cause == cause):
+                return False
+            _transition(s, row, to, now(), reason=reason, cause=cause)
+            return True
 
     def active_rollouts(self) -> list[Rollout]:
         with self.session() as s:
@@ -378,16 +395,7 @@ class Store:
 
     def finish_rollout(self, rollout_id: str, state: RolloutState, reason: str) -> bool:
         """Set a final state once: of several workers deciding the end at once, one wins."""
-        with self.session() as s:
-            result = s.execute(
-                update(RolloutRow)
-                .where(RolloutRow.id == rollout_id, RolloutRow.state.not_in([x.value for x in ROLLOUT_DONE]))
-                .values(state=state.value, reason=reason, finished_at=now())
-            )
-            won = bool(getattr(result, "rowcount", 0) == 1)
-            if won:
-                s.execute(delete(PoolLockRow).where(PoolLockRow.rollout_id == rollout_id))
-            return won
+        return self.transition_rollout(rollout_id, state, reason=reason, only_from=ACTIVE)
 
     def skip_pending(self, rollout_id: str) -> list[str]:
         with self.session() as s:
@@ -397,6 +405,7 @@ class Store:
                 )
             ).all()
             for row in rows:
+                check_transition(HostState(row.state), HostState.SKIPPED)
                 row.state = HostState.SKIPPED.value
                 row.updated_at = now()
             return [r.name for r in rows]
@@ -562,6 +571,37 @@ class Store:
             ]
 
 
+def _transition(
+    s: Session,
+    row: RolloutRow,
+    to: RolloutState,
+    at: float,
+    *,
+    reason: str | None,
+    cause: PauseCause | None = None,
+) -> None:
+    check_rollout_transition(RolloutState(row.state), to)
+    row.state = to.value
+    row.pause_cause = cause.value if cause is not None else None
+    if reason is not None:
+        row.reason = reason
+    elif to is RolloutState.RUNNING:
+        row.reason = ""  # running again: the pause's reason no longer holds
+    if to is RolloutState.RUNNING and row.started_at is None:
+        row.started_at = at  # a resume keeps the original start
+    if to in ROLLOUT_DONE:
+        row.finished_at = at
+        s.execute(delete(PoolLockRow).where(PoolLockRow.rollout_id == row.id))
+    elif to is RolloutState.ROLLING_BACK:
+        row.finished_at = None
+
+
+@functools.lru_cache(maxsize=256)
+def _spec(spec_json: str) -> RolloutSpec:
+    """A stored spec never changes: parse each once per process, not at every read of its rollout."""
+    return RolloutSpec.model_validate_json(spec_json)
+
+
 def _rollout(row: RolloutRow) -> Rollout:
     return Rollout(
         id=row.id,
@@ -573,5 +613,6 @@ def _rollout(row: RolloutRow) -> Rollout:
         started_at=row.started_at,
         finished_at=row.finished_at,
         reason=row.reason,
-        spec=RolloutSpec.model_validate_json(row.spec_json),
+        spec=_spec(row.spec_json),
+        pause_cause=PauseCause(row.pause_cause) if row.pause_cause else None,
     )

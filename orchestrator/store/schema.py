@@ -22,6 +22,7 @@ class RolloutRow(Base):
     started_at: Mapped[float | None] = mapped_column(Float, nullable=True)
     finished_at: Mapped[float | None] = mapped_column(Float, nullable=True)
     reason: Mapped[str] = mapped_column(Text, default="")
+    pause_cause: Mapped[str | None] = mapped_column(String(20), nullable=True)  # PauseCause when paused
 
 
 class HostRow(Base):

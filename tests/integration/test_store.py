@@ -77,13 +77,14 @@ def test_one_rollout_per_pool_and_the_lock_ends_with_the_rollout(store: Store) -
     with pytest.raises(RolloutRefused, match="pool web is being updated by rollout r1"):
         store.create_rollout(spec("r2"))
     store.create_rollout(spec("r3", pool="other"))  # another pool is free
-    store.set_rollout_state("r1", RolloutState.SUCCEEDED, "done")
+    store.transition_rollout("r1", RolloutState.RUNNING)
+    store.transition_rollout("r1", RolloutState.SUCCEEDED, reason="done")
     store.create_rollout(spec("r2"))
 
 
 def test_a_stale_lock_is_taken_over_only_with_no_host_in_flight(store: Store) -> None:
     store.create_rollout(spec("r1"))
-    store.set_rollout_state("r1", RolloutState.RUNNING)
+    store.transition_rollout("r1", RolloutState.RUNNING)
     store.save_host("r1", "a", HostState.DRAINING, {})
     time.sleep(0.05)
     with pytest.raises(RolloutRefused, match="orchestrator resume r1"):

@@ -84,13 +84,13 @@ def test_an_empty_store_says_only_that_it_is_up(store: Store) -> None:
 
 def test_an_active_rollout_its_hosts_and_a_finished_one(store: Store) -> None:
     store.create_rollout(spec("r1"))
-    store.set_rollout_state("r1", RolloutState.RUNNING)
+    store.transition_rollout("r1", RolloutState.RUNNING)
     walk(store, "r1", "web1", TO_SUCCEEDED)
     walk(store, "r1", "web2", TO_UPDATING)
     before = time.time()
     store.create_rollout(spec("d1", pool="db", hosts=("db1",)))
-    store.set_rollout_state("d1", RolloutState.RUNNING)
-    store.set_rollout_state("d1", RolloutState.HALTED, "db1 failed its checks")
+    store.transition_rollout("d1", RolloutState.RUNNING)
+    store.transition_rollout("d1", RolloutState.HALTED, reason="db1 failed its checks")
     after = time.time()
 
     samples = scrape(registry_for(lambda: store, servers=pool_of()))
@@ -124,7 +124,7 @@ def test_an_active_rollout_its_hosts_and_a_finished_one(store: Store) -> None:
 
 def test_last_progress_counts_from_the_latest_sign_of_life(store: Store) -> None:
     store.create_rollout(spec("r1"))
-    store.set_rollout_state("r1", RolloutState.RUNNING)
+    store.transition_rollout("r1", RolloutState.RUNNING)
     before = time.time()
     walk(store, "r1", "web1", [S.DRAINING])
     saved = time.time()
@@ -142,7 +142,7 @@ def test_last_progress_counts_from_the_latest_sign_of_life(store: Store) -> None
 
 def test_live_capacity_and_floor_of_a_pool_being_updated(store: Store) -> None:
     store.create_rollout(spec("r1", min_healthy="75%", max_unavailable=1))  # floor: ceil(2.25) = 3
-    store.set_rollout_state("r1", RolloutState.RUNNING)
+    store.transition_rollout("r1", RolloutState.RUNNING)
     live = pool_of(
         ("web1", "MAINT", AdminState.MAINT),
         ("web2", "UP", AdminState.READY),
@@ -162,10 +162,10 @@ def test_live_capacity_and_floor_of_a_pool_being_updated(store: Store) -> None:
 
 def test_a_host_left_out_of_the_pool_counts_until_it_serves_again(store: Store) -> None:
     store.create_rollout(spec("r1"))
-    store.set_rollout_state("r1", RolloutState.RUNNING)
+    store.transition_rollout("r1", RolloutState.RUNNING)
     walk(store, "r1", "web1", TO_FAILED_OUT)
     store.skip_pending("r1")
-    store.set_rollout_state("r1", RolloutState.HALTED, "web1 left out of the pool")
+    store.transition_rollout("r1", RolloutState.HALTED, reason="web1 left out of the pool")
     out = ("web1", "MAINT", AdminState.MAINT)
     back = ("web1", "UP", AdminState.READY)
     others = [("web2", "UP", AdminState.READY), ("web3", "UP", AdminState.READY)]
@@ -239,7 +239,8 @@ def test_update_steps_fold_into_one_label(step: str, label: str) -> None:
 def test_labels_stay_bounded_and_secrets_never_appear(store: Store) -> None:
     store.create_rollout(spec("r1"))
     store.create_rollout(spec("r0", pool="db", hosts=("db1",)))
-    store.set_rollout_state("r0", RolloutState.SUCCEEDED)
+    store.transition_rollout("r0", RolloutState.RUNNING)
+    store.transition_rollout("r0", RolloutState.SUCCEEDED)
     text = generate_latest(registry_for(lambda: store, servers=pool_of())).decode()
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
@@ -288,7 +289,7 @@ def test_a_dead_load_balancer_socket_gives_loadbalancer_up_0_quickly(
     try:
         lb = HAProxyConfig(socket=path, backend="app", timeout=30)
         store.create_rollout(spec("r1", loadbalancer=lb))
-        store.set_rollout_state("r1", RolloutState.RUNNING)
+        store.transition_rollout("r1", RolloutState.RUNNING)
         samples = scrape(registry_for(lambda: store, servers=live_servers(timeout=0.2)))
         assert value(samples, "orchestrator_loadbalancer_up", pool="web") == 0
         assert value(samples, "orchestrator_store_up") == 1

@@ -1,6 +1,8 @@
-"""The one table of legal host transitions, and the state groups built on it."""
+"""The tables of legal host and rollout transitions, and the state groups built on them."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import pytest
 
@@ -9,10 +11,13 @@ from orchestrator.model.states import (
     FAILURES,
     OUT_OF_SERVICE,
     ROLLOUT_DONE,
+    ROLLOUT_TRANSITIONS,
     TERMINAL,
     TRANSITIONS,
     HostState,
+    PauseCause,
     RolloutState,
+    check_rollout_transition,
     check_transition,
 )
 
@@ -112,3 +117,54 @@ def test_states_are_stored_as_their_lowercase_names() -> None:
     for state in HostState:
         assert state.value == state.name.lower()
         assert HostState(state.value) is state
+
+
+# -- rollout transitions
+
+ROLLOUT_STATES = list(RolloutState)
+
+
+@pytest.mark.parametrize("current", ROLLOUT_STATES, ids=[s.value for s in ROLLOUT_STATES])
+def test_each_row_of_the_rollout_table_allows_exactly_its_targets(current: RolloutState) -> None:
+    allowed = ROLLOUT_TRANSITIONS[current]
+    for target in RolloutState:
+        if target in allowed:
+            check_rollout_transition(current, target)
+        else:
+            with pytest.raises(
+                StateError, match=f"illegal rollout transition {current.value} -> {target.value}"
+            ):
+                check_rollout_transition(current, target)
+
+
+def test_an_ended_rollout_may_only_be_rolled_back_and_rolled_back_is_final() -> None:
+    assert ROLLOUT_TRANSITIONS[RolloutState.ROLLED_BACK] == frozenset()
+    for ended in ROLLOUT_DONE - {RolloutState.ROLLED_BACK}:
+        assert ROLLOUT_TRANSITIONS[ended] == {RolloutState.ROLLING_BACK}  # rollback while snapshots are kept
+    assert set(ROLLOUT_TRANSITIONS) == set(RolloutState)
+
+
+def test_the_store_enforces_the_table_and_the_pause_cause(tmp_path: Path) -> None:
+    from orchestrator.store.db import Store
+    from tests.unit.fakes import rollout_spec
+
+    store = Store(f"sqlite:///{tmp_path / 's.db'}")
+    store.create_rollout(rollout_spec())
+    with pytest.raises(StateError, match="illegal rollout transition pending -> succeeded"):
+        store.transition_rollout("R1", RolloutState.SUCCEEDED)
+    with pytest.raises(StateError, match="needs a cause"):
+        store.transition_rollout("R1", RolloutState.PAUSED)
+    assert store.transition_rollout("R1", RolloutState.RUNNING)
+    assert not store.transition_rollout("R1", RolloutState.RUNNING)  # already: nothing changes
+    assert store.transition_rollout("R1", RolloutState.PAUSED, reason="window shut", cause=PauseCause.WINDOW)
+    rollout = store.rollout("R1")
+    assert (
+        rollout is not None and rollout.pause_cause is PauseCause.WINDOW and rollout.reason == "window shut"
+    )
+    # Only a pause for that cause lifts by itself.
+    assert not store.transition_rollout("R1", RolloutState.RUNNING, only_cause=PauseCause.LOADBALANCER)
+    assert store.transition_rollout("R1", RolloutState.RUNNING, only_cause=PauseCause.WINDOW)
+    rollout = store.rollout("R1")
+    assert rollout is not None and rollout.pause_cause is None and rollout.reason == ""
+    assert store.finish_rollout("R1", RolloutState.SUCCEEDED, "1 host updated")
+    assert not store.finish_rollout("R1", RolloutState.HALTED, "too late")  # one ending wins

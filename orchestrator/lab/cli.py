@@ -19,8 +19,16 @@ class LabFailed(click.ClickException):
 
 
 def _print(info: labmod.LabInfo) -> None:
+    net = info.network
     click.echo(f"inventory: {info.inventory}")
     click.echo(f"frontend:  {info.frontend_url}")
+    click.echo(
+        f"network:   namespace {net.namespace}{'' if net.present else ' (MISSING)'}: bridge {net.bridge} "
+        f"{net.gateway}, libvirtd and QEMU in {info.libvirtd_netns or '(libvirtd not running)'}"
+    )
+    click.echo(
+        f"host link: {net.veth_host} {net.host_address} <-> {net.veth_lab} {net.lab_address}; {net.route}"
+    )
 
 
 @click.group()
@@ -46,7 +54,7 @@ def up(vms: int) -> None:
 
 
 @lab.command()
-@click.option("--json", "as_json", is_flag=True, help="Print JSON: inventory, frontend URL, hosts.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON: inventory, frontend URL, hosts, network.")
 def status(as_json: bool) -> None:
     """Show the running lab; exit 1 when there is none."""
     try:
@@ -72,7 +80,8 @@ def status(as_json: bool) -> None:
 
 @lab.command()
 def down() -> None:
-    """Stop and remove every VM, libvirtd, HAProxy, tap and the bridge (cached image and keys stay)."""
+    """Stop and remove every VM, libvirtd, HAProxy and the lab's network namespace with its veth, bridge
+    and taps (cached image and keys stay)."""
     try:
         labmod.down()
     except OrchestratorError as exc:

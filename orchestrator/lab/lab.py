@@ -11,6 +11,10 @@ Lab dir (``ORCH_LAB_DIR``, default /var/lib/orchestrator-lab)::
     inventory.yaml  pool ``lab``: hosts vm1..vmN
     lab.json        what ``up`` made, for ``status`` and ``down``
 
+The VMs' network (bridge, taps, addresses) and libvirtd with its QEMUs live in the network namespace
+``orchlab`` that ``up`` creates (see ``network``); HAProxy and the orchestrator stay in the root
+namespace on 127.0.0.1 and reach the VMs through the lab's veth.
+
 All three entry points are idempotent. This module owns the processes it starts, so it may wait
 (always bounded) where the orchestrator's adapters may not.
 """
@@ -84,6 +88,8 @@ class LabInfo:
     frontend_url: str
     uri: str
     hosts: tuple[HostInfo, ...]
+    network: network.Layout
+    libvirtd_netns: str | None  # the namespace libvirtd runs in (so its QEMUs); None when it does not run
     timings: dict[str, float] = field(default_factory=dict)  # seconds per phase of ``up``
 
     def to_json(self) -> dict[str, Any]:
@@ -91,6 +97,7 @@ class LabInfo:
         data["lab_dir"] = str(self.lab_dir)
         data["inventory"] = str(self.inventory)
         data["hosts"] = [asdict(h) for h in self.hosts]
+        data["network"] = asdict(self.network)
         return data
 
 
@@ -98,7 +105,10 @@ def preflight() -> None:
     """Say exactly what is missing for a lab, and how to get it."""
     problems = []
     if os.geteuid() != 0:
-        problems.append("the lab needs root (bridges, taps, libvirtd): run it as root, e.g. with sudo")
+        problems.append(
+            "the lab needs root (a network namespace, veth, bridge, taps, libvirtd): run it as root, "
+            "e.g. with sudo"
+        )
     if not Path("/dev/net/tun").exists():
         problems.append("/dev/net/tun is missing: modprobe tun (or give the container --device /dev/net/tun)")
     missing = sorted({pkg for tool, pkg in TOOLS.items() if shutil.which(tool) is None})
@@ -126,7 +136,7 @@ def _paths(root: Path) -> dict[str, Path]:
 
 
 def _libvirtd(root: Path) -> vmlib.Libvirtd:
-    return vmlib.Libvirtd(root / "libvirt")
+    return vmlib.Libvirtd(root / "libvirt", tuple(network.exec_prefix()))
 
 
 def _specs(root: Path, count: int, kernel: Path) -> list[vmlib.VMSpec]:
@@ -138,6 +148,7 @@ def _specs(root: Path, count: int, kernel: Path) -> list[vmlib.VMSpec]:
                 domain=f"lab-vm{i}",
                 name=f"vm{i}",
                 address=network.vm_address(i),
+                gateway=network.GATEWAY,
                 tap=network.tap_name(i),
                 mac=network.mac_address(i),
                 kernel=kernel,
@@ -160,6 +171,9 @@ def up(vms: int = 4) -> LabInfo:
     if current is not None and len(current.hosts) != vms:
         log.info("the lab runs %d VMs, %d asked: rebuilding it", len(current.hosts), vms)
         down()
+    elif _outside_namespace(root):
+        log.info("a lab from before runs in the root network namespace: rebuilding it in %s", network.NETNS)
+        down()
     try:
         return _up(root, paths, vms)
     except BaseException:
@@ -169,6 +183,13 @@ def up(vms: int = 4) -> LabInfo:
         except ConfigError as exc:
             log.error("tearing the half-started lab down also failed: %s", exc)
         raise
+
+
+def _outside_namespace(root: Path) -> bool:
+    """A lab started before it had a namespace: its bridge and taps, or its libvirtd, in the root one."""
+    pid = _libvirtd(root).pid()
+    stray = set(network.root_links()) - {network.VETH_HOST}
+    return bool(stray) or (pid is not None and network.namespace_of(pid) != network.NETNS)
 
 
 def _up(root: Path, paths: dict[str, Path], count: int) -> LabInfo:
@@ -199,11 +220,8 @@ def _up(root: Path, paths: dict[str, Path], count: int) -> LabInfo:
     paths["known_hosts"].write_text("".join(known))
     timings["image"] = time.monotonic() - t0
 
-    if network.BRIDGE not in network.our_links():
-        network.check_free()
-    network.setup_bridge()
-    for i in range(1, count + 1):
-        network.setup_tap(i)
+    network.check_free()
+    network.setup(count)
     daemon = _libvirtd(root)
     daemon.start()
     t1 = time.monotonic()
@@ -351,6 +369,7 @@ def status() -> LabInfo | None:
         return None
     daemon = _libvirtd(root)
     states: dict[str, str] = {}
+    pid = daemon.pid()
     if daemon.answers():
         with daemon.connect() as conn:
             states = {h["domain"]: vmlib.domain_state(conn, h["domain"]) for h in state["hosts"]}
@@ -367,11 +386,14 @@ def status() -> LabInfo | None:
         frontend_url=f"http://{host}:{port}/",
         uri=state["uri"],
         hosts=hosts,
+        network=network.layout(),
+        libvirtd_netns=None if pid is None else network.namespace_of(pid),
     )
 
 
 def down() -> None:
-    """Stop and remove everything ``up`` started: HAProxy, VMs, libvirtd, taps, bridge. Caches stay."""
+    """Stop and remove everything ``up`` started: HAProxy, VMs, libvirtd, then the network namespace
+    with its veth, bridge, taps and route. Caches stay."""
     root = lab_dir()
     paths = _paths(root)
     stop_pidfile(paths["haproxy"] / "haproxy.pid")

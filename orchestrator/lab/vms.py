@@ -1,6 +1,8 @@
 """The lab's own libvirtd and its QEMU (TCG) domains.
 
-libvirtd runs in a private mount namespace where /etc/libvirt, /run/libvirt, /var/lib/libvirt,
+libvirtd runs inside the lab's network namespace (``exec_prefix``), so every QEMU it starts, and every
+tap it opens by name, is there too; a revert, which restarts QEMU, reopens its tap there as well. It
+also runs in a private mount namespace where /etc/libvirt, /run/libvirt, /var/lib/libvirt,
 /var/cache/libvirt and /var/log/libvirt are folders of the lab dir: its qemu.conf, domain definitions
 and runtime files are ours alone, and a system libvirtd (if any) is not touched. Its socket is
 ``<lab dir>/libvirt/run/libvirt-sock``; the URI is ``qemu+unix:///system?socket=<that path>``.
@@ -25,6 +27,7 @@ from orchestrator.procs import alive, terminate
 
 LIBVIRTD_START_TIMEOUT = 20.0
 STOP_TIMEOUT = 10.0
+UNSHARE = ("unshare", "--mount", "--propagation", "private", "--")
 BOUND = ("etc/libvirt", "run/libvirt", "var/lib/libvirt", "var/cache/libvirt", "var/log/libvirt")
 QEMU_CONF = """\
 # The lab's qemu.conf (see LAB.md): QEMU runs as root, no relabelling, no cgroups, no virtlogd.
@@ -40,6 +43,8 @@ cgroup_controllers = [ ]
 @dataclass(frozen=True)
 class Libvirtd:
     root: Path  # <lab dir>/libvirt
+    # e.g. ip netns exec NS: where libvirtd and its QEMUs run; its socket is a file, reachable from any
+    exec_prefix: tuple[str, ...] = ()
 
     @property
     def socket(self) -> Path:
@@ -84,7 +89,7 @@ class Libvirtd:
         script = f"{binds} && exec libvirtd -d -f {conf} -p {self.pidfile}"
         with (self.root / "libvirtd.stderr").open("ab") as err:
             done = subprocess.run(
-                ["unshare", "--mount", "--propagation", "private", "--", "sh", "-c", script],
+                [*self.exec_prefix, *UNSHARE, "sh", "-c", script],
                 stdin=subprocess.DEVNULL,
                 stdout=err,
                 stderr=err,
@@ -180,6 +185,7 @@ class VMSpec:
     domain: str
     name: str
     address: str  # with no prefix length
+    gateway: str  # the guest's default route: the bridge, inside the lab's namespace
     tap: str
     mac: str
     kernel: Path
@@ -189,7 +195,7 @@ class VMSpec:
 
 
 def domain_xml(vm: VMSpec, *, memory_mib: int = 256) -> str:
-    cmdline = f"console=ttyS0 quiet lab.ip={vm.address}/24 lab.name={vm.name}"
+    cmdline = f"console=ttyS0 quiet lab.ip={vm.address}/24 lab.gw={vm.gateway} lab.name={vm.name}"
     e = escape
     return f"""<domain type='qemu'>
   <name>{e(vm.domain)}</name>

@@ -1,11 +1,19 @@
-"""The VM lab end to end: real QEMU guests under the lab's libvirtd, behind HAProxy, reached over SSH.
+"""The VM lab end to end: real QEMU guests under the lab's libvirtd, behind HAProxy, reached over SSH,
+their network inside the lab's own network namespace.
 
 Prints the measured boot, snapshot and revert times (run with -s to see them). Needs root.
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
+import os
+import signal
 import socket
+import subprocess
+import sys
+import threading
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -14,10 +22,12 @@ from typing import Any
 
 import paramiko
 import pytest
+from click.testing import CliRunner
 
 from orchestrator.adapters.loadbalancers.haproxy_parse import parse_stat
 from orchestrator.errors import ConfigError
 from orchestrator.lab import lab, network, vms
+from orchestrator.lab.cli import lab as lab_cli
 from orchestrator.model.inventory import load_inventory
 
 pytestmark = [pytest.mark.vm, pytest.mark.e2e]
@@ -172,16 +182,186 @@ def _read_marker(address: str, info: lab.LabInfo) -> str:
         client.close()
 
 
+def ip_json(*args: str, netns: str | None = None) -> Any:
+    cmd = ["ip", *(["-n", netns] if netns else []), "-json", *args]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=30, check=True)
+    return json.loads(done.stdout or "[]")  # `ip netns list` prints nothing before any namespace exists
+
+
+def ours(links: list[dict[str, Any]]) -> list[str]:
+    return [str(link["ifname"]) for link in links if str(link["ifname"]).startswith(network.PREFIX)]
+
+
+def test_the_lab_network_lives_in_its_own_namespace(info: lab.LabInfo) -> None:
+    # The root namespace holds one link of ours, the veth's end, with one address, not a VM's.
+    links = ip_json("-details", "link", "show")
+    assert ours(links) == [network.VETH_HOST]
+    (veth,) = [link for link in links if link["ifname"] == network.VETH_HOST]
+    assert veth["linkinfo"]["info_kind"] == "veth"
+    root_addresses = {
+        a["local"]: link["ifname"] for link in ip_json("addr", "show") for a in link["addr_info"]
+    }
+    assert [a for a in root_addresses if a.startswith(f"{network.SUBNET}.")] == []
+    assert [a for a, dev in root_addresses.items() if dev == network.VETH_HOST] == [network.HOST_ADDRESS]
+    for host in info.hosts:
+        (route,) = ip_json("route", "get", host.address)
+        assert (route["dev"], route["gateway"], route["prefsrc"]) == (
+            network.VETH_HOST,
+            network.LAB_ADDRESS,
+            network.HOST_ADDRESS,
+        ), route
+
+    # Inside the namespace: the bridge with the guests' gateway, one tap per VM on it, the veth's peer.
+    inside = {link["ifname"]: link for link in ip_json("-details", "link", "show", netns=network.NETNS)}
+    taps = [network.tap_name(i) for i in range(1, len(info.hosts) + 1)]
+    assert sorted(ours(list(inside.values()))) == sorted([network.BRIDGE, network.VETH_LAB, *taps])
+    assert all(
+        inside[t]["master"] == network.BRIDGE and inside[t]["linkinfo"]["info_kind"] == "tun" for t in taps
+    )
+    bridge = ip_json("addr", "show", "dev", network.BRIDGE, netns=network.NETNS)[0]
+    assert f"{network.GATEWAY}/24" in {f"{a['local']}/{a['prefixlen']}" for a in bridge["addr_info"]}
+    # libvirtd and every QEMU run there, so each opened its tap there
+    assert info.libvirtd_netns == network.NETNS
+    qemus = vms.stray_qemus(info.lab_dir)
+    assert len(qemus) == len(info.hosts)
+    assert {network.namespace_of(pid) for pid in qemus} == {network.NETNS}
+
+    # From the root namespace the VMs answer HTTP and SSH, and SSH sees us coming from the veth's end.
+    for host in info.hosts:
+        with urllib.request.urlopen(f"http://{host.address}:8080/health", timeout=5) as resp:
+            assert resp.status == 200
+        client = ssh(host.address, info)
+        try:
+            assert run(client, "echo $SSH_CONNECTION").split()[:1] == [network.HOST_ADDRESS]
+        finally:
+            client.close()
+
+    result = CliRunner().invoke(lab_cli, ["status", "--json"])
+    assert result.exit_code == 0, result.output
+    shown = json.loads(result.output)
+    assert (shown["network"]["namespace"], shown["network"]["present"]) == (network.NETNS, True)
+    assert shown["libvirtd_netns"] == network.NETNS
+    assert f"namespace {network.NETNS}" in CliRunner().invoke(lab_cli, ["status"]).output
+
+
+PROBE = """
+import errno, json, socket, sys
+port, out = int(sys.argv[1]), {}
+for address in sys.argv[2:]:
+    try:
+        socket.create_connection((address, port), timeout=3).close()
+        out[address] = "connected"
+    except OSError as exc:
+        out[address] = errno.errorcode.get(exc.errno or 0, "timeout")
+print(json.dumps(out))
+"""
+
+
+def probe_in_namespace(port: int, addresses: list[str]) -> dict[str, str]:
+    cmd = [*network.exec_prefix(), sys.executable, "-c", PROBE, str(port), *addresses]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=60, check=True)
+    result: dict[str, str] = json.loads(done.stdout)
+    return result
+
+
+def probe_from_guest(client: paramiko.SSHClient, port: int, addresses: list[str]) -> dict[str, str]:
+    script = "; ".join(
+        f"if nc -w 3 {a} {port} </dev/null 2>/dev/null; then echo {a} connected; else echo {a} failed; fi"
+        for a in addresses
+    )
+    return dict(line.split() for line in run(client, script).splitlines())
+
+
+@contextlib.contextmanager
+def listening_everywhere() -> Iterator[tuple[int, bool]]:
+    """A TCP listener on every address of the root namespace that closes what it accepts (busybox nc
+    exits only when the other side closes); yields its port and whether it takes IPv6 too."""
+    dualstack = socket.has_dualstack_ipv6()
+    family = socket.AF_INET6 if dualstack else socket.AF_INET
+    stop = threading.Event()
+    with socket.create_server(("", 0), family=family, dualstack_ipv6=dualstack, backlog=64) as listener:
+        listener.settimeout(0.2)
+
+        def serve() -> None:
+            while not stop.is_set():
+                with contextlib.suppress(TimeoutError):
+                    listener.accept()[0].close()
+
+        thread = threading.Thread(target=serve, daemon=True)
+        thread.start()
+        try:
+            yield listener.getsockname()[1], dualstack
+        finally:
+            stop.set()
+            thread.join(timeout=5)
+
+
+def test_negative_control_the_namespace_isolates(info: lab.LabInfo) -> None:
+    """Of every address this machine has, the namespace and the guests reach only the veth's end (the way
+    replies come back), while the root namespace reaches them all; 127.0.0.1 in there is not ours."""
+    with listening_everywhere() as (port, dualstack):
+        addresses = sorted(
+            a["local"]
+            for link in ip_json("addr", "show")
+            for a in link["addr_info"]
+            if a.get("scope") != "link" and (dualstack or a["family"] == "inet")
+        )
+        assert network.HOST_ADDRESS in addresses and len(addresses) > 2
+        # the control of the control: from the root namespace, each of them answers
+        for address in addresses:
+            socket.create_connection((address, port), timeout=5).close()
+
+        inside = probe_in_namespace(port, addresses)
+        assert {a for a, r in inside.items() if r == "connected"} == {network.HOST_ADDRESS}, inside
+        client = ssh(info.hosts[0].address, info)
+        try:
+            from_guest = probe_from_guest(client, port, addresses)
+        finally:
+            client.close()
+        assert {a for a, r in from_guest.items() if r == "connected"} == {network.HOST_ADDRESS}, from_guest
+
+    # HAProxy's frontend answers on the root namespace's loopback, not on the namespace's own
+    with urllib.request.urlopen(info.frontend_url, timeout=5) as resp:
+        assert resp.status == 200
+    assert probe_in_namespace(lab.FRONTEND[1], [lab.FRONTEND[0]]) == {lab.FRONTEND[0]: "ECONNREFUSED"}
+
+
+def assert_no_lab_network() -> None:
+    """No namespace, veth, bridge, tap, address or route of ours, in the root namespace or any other."""
+    namespaces = [ns["name"] for ns in ip_json("netns", "list")]
+    assert network.NETNS not in namespaces
+    assert ours(ip_json("link", "show")) == []
+    for ns in namespaces:
+        assert ours(ip_json("link", "show", netns=ns)) == [], ns
+    addresses = [a["local"] for link in ip_json("addr", "show") for a in link["addr_info"]]
+    routes = [str(r.get("dst", "")) for r in ip_json("route", "show")]
+    for subnet in (network.SUBNET, network.TRANSIT):
+        assert [a for a in addresses + routes if a.startswith(f"{subnet}.")] == [], subnet
+
+
 def test_down_leaves_nothing(info: lab.LabInfo) -> None:
     haproxy_pid = (info.lab_dir / "haproxy" / "haproxy.pid").read_text().split()[0]
     lab.down()
     lab.down()  # idempotent
     assert lab.status() is None
-    assert network.our_links() == []
+    assert_no_lab_network()
     assert vms.stray_qemus(info.lab_dir) == []
     assert vms.our_libvirtds(info.lab_dir) == []
     assert not _process_alive(int(haproxy_pid))
     assert not info.inventory.exists()
+
+
+def test_down_cleans_up_after_a_crash_without_the_state_file(info: lab.LabInfo) -> None:
+    lab.up(1)
+    for pid in vms.our_libvirtds(info.lab_dir):  # the lab's own libvirtd, which this test started
+        os.kill(pid, signal.SIGKILL)
+    (info.lab_dir / "lab.json").unlink()
+    assert lab.status() is None
+    assert vms.stray_qemus(info.lab_dir) != []  # QEMU outlives libvirtd, inside the namespace
+    lab.down()
+    assert_no_lab_network()
+    assert vms.stray_qemus(info.lab_dir) == []
+    assert vms.our_libvirtds(info.lab_dir) == []
 
 
 def _process_alive(pid: int) -> bool:
@@ -202,6 +382,6 @@ def test_a_lab_that_cannot_start_says_why_and_leaves_nothing(
     message = str(err.value)
     assert "lab-vm1" in message and "console" in message and "did not answer SSH" in message
     assert lab.status() is None
-    assert network.our_links() == []
+    assert_no_lab_network()
     assert vms.stray_qemus(info.lab_dir) == []
     assert vms.our_libvirtds(info.lab_dir) == []

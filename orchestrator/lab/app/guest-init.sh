@@ -1,7 +1,8 @@
 #!/bin/sh
-# PID 1 of a lab guest (busybox initramfs). Loads the virtio and ext4 modules, sets the address given on
-# the kernel command line (lab.ip=A.B.C.D/NN lab.name=NAME), mounts the app disk at /app, starts
-# dropbear and the app, then hands over to busybox init, which reaps the orphans appctl leaves behind.
+# PID 1 of a lab guest (busybox initramfs). Loads the virtio and ext4 modules, sets the address and
+# route given on the kernel command line (lab.ip=A.B.C.D/NN lab.gw=A.B.C.D lab.name=NAME), mounts the
+# app disk at /app, starts dropbear and the app, then hands over to busybox init, which reaps the
+# orphans appctl leaves behind.
 /bin/busybox --install -s
 mount -t proc proc /proc
 mount -t sysfs sysfs /sys
@@ -12,10 +13,12 @@ log() { echo "lab-init: $*"; }
 
 # virtio_net is a module, so the kernel's own ip= cannot work: read our parameters ourselves.
 ip_cidr=""
+gateway=""
 name="lab"
 for arg in $(cat /proc/cmdline); do
     case "$arg" in
     lab.ip=*) ip_cidr=${arg#lab.ip=} ;;
+    lab.gw=*) gateway=${arg#lab.gw=} ;;
     lab.name=*) name=${arg#lab.name=} ;;
     esac
 done
@@ -41,6 +44,10 @@ if [ -n "$ip_cidr" ]; then
     ip addr add "$ip_cidr" dev eth0
 fi
 ip link set eth0 up
+# The host reaches us from outside our /24 (through the lab namespace's veth): replies need this route.
+if [ -n "$gateway" ]; then
+    ip route add default via "$gateway" dev eth0 || log "cannot add the default route via $gateway"
+fi
 
 wait_for /dev/vda -b
 mount -t ext4 /dev/vda /app || log "cannot mount /dev/vda on /app"

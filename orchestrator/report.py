@@ -234,7 +234,9 @@ def _waiting_for(rollout: Rollout, hosts: list[HostStatus]) -> str:
     waits = []
     for h in hosts:
         p = Progress.from_json(h.progress)
-        why = p.blocked or (f"waiting for {p.held_why}" if p.held_why and h.state is HostState.PENDING else "")
+        why = p.blocked or (
+            f"waiting for {p.held_why}" if p.held_why and h.state is HostState.PENDING else ""
+        )
         why = why or (p.detail if h.state is HostState.DRAINING else "")
         if why:
             waits.append(f"{h.name}: {why}")

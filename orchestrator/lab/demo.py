@@ -10,6 +10,7 @@ from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from orchestrator.config import load_settings
 from orchestrator.inputs import load_spec, new_rollout_id
@@ -81,7 +82,7 @@ def figures_table(acts: list[Act], pool_size: int) -> Table:
         table.add_row(
             act.title,
             str(load.sent),
-            f"[{'red' if load.failed else 'green'}]{load.failed}",
+            Text(str(load.failed), style="red" if load.failed else "green"),
             f"{load.latency_ms(0.5, 'before'):.0f} ms",
             f"{load.latency_ms(0.99, 'before'):.0f} ms",
             f"{load.latency_ms(0.5, 'during'):.0f} ms",
@@ -104,10 +105,15 @@ def run_demo(console: Console, target: Target, pool_size: int, reset: Callable[[
     console.print(figures_table(acts, pool_size))
     ok = acts[0].measured.load.failed == 0 and acts[1].measured.load.failed == 0
     seen = acts[2].measured.load.failed > 0
-    verdict = "the measurement can see downtime" if seen else "[red]none seen: this proves less[/]"
+    verdict = Text("the measurement can see downtime") if seen else Text("none seen: this proves less", "red")
     console.print(
-        f"Rollouts: {'0 failed client requests' if ok else '[red]client requests FAILED[/]'}. "
-        f"Control without draining: {acts[2].measured.load.failed} failed ({verdict})."
+        Text.assemble(
+            "Rollouts: ",
+            Text("0 failed client requests") if ok else Text("client requests FAILED", "red"),
+            f". Control without draining: {acts[2].measured.load.failed} failed (",
+            verdict,
+            ").",
+        )
     )
     return 0 if ok else 1
 

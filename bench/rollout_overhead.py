@@ -26,10 +26,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from orchestrator import context  # noqa: E402
+from orchestrator.app.submit import load_spec, new_rollout_id  # noqa: E402
 from orchestrator.config import load_settings  # noqa: E402
-from orchestrator.inputs import load_spec, new_rollout_id  # noqa: E402
-from orchestrator.launch import execute  # noqa: E402
 from orchestrator.store.db import Step  # noqa: E402
+from orchestrator.workflows.worker import execute  # noqa: E402
 
 
 def host_figures(steps: list[Step]) -> dict[str, dict[str, float]]:
@@ -86,7 +87,8 @@ def main() -> int:
                 farm.reset()
             spec = load_spec(args.playbook, inventory, rollout_id=new_rollout_id())
             started = time.monotonic()
-            final, _, steps = execute(spec, settings, lambda _line: None)
+            outcome = execute(context.build(settings), spec, lambda _line: None)
+            final, steps = outcome.rollout, outcome.steps
             print(f"run {run}: {final.state.value} in {time.monotonic() - started:.2f}s ({final.reason})")
             figures = print_run(steps)
             overheads += [f["overhead"] for f in figures.values()]

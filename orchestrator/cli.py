@@ -18,7 +18,7 @@ from orchestrator.model.states import HostState, RolloutState
 from orchestrator.terminal import console, err, host_list
 
 if TYPE_CHECKING:
-    from orchestrator.store.db import HostStatus, Rollout
+    from orchestrator.app.follow import Outcome
 
 playbook_arg = click.argument("playbook", type=click.Path(path_type=Path, dir_okay=False))
 inventory_opt = click.option(
@@ -57,7 +57,7 @@ def cli() -> None:
 @inventory_opt
 def validate(playbook: Path, inventory: Path) -> None:
     """Check a playbook and inventory: schema, pool and hosts, files, templates. Touches nothing."""
-    from orchestrator.inputs import load_spec
+    from orchestrator.app.submit import load_spec
 
     spec = load_spec(playbook, inventory)
     console.print(
@@ -72,7 +72,7 @@ def validate(playbook: Path, inventory: Path) -> None:
 def plan(playbook: Path, inventory: Path, hosts: str | None) -> None:
     """Show batches, order and every step each host will go through, in full. No side effect; works
     before the upload artifacts exist (and lists the missing ones)."""
-    from orchestrator.inputs import load_spec
+    from orchestrator.app.submit import load_spec
     from orchestrator.report import plan_text
 
     missing: list[str] = []
@@ -86,24 +86,29 @@ def plan(playbook: Path, inventory: Path, hosts: str | None) -> None:
 @hosts_opt
 def run(playbook: Path, inventory: Path, hosts: str | None) -> None:
     """Run the rolling update; live progress per host and step, then a summary."""
+    from orchestrator import context
+    from orchestrator.app.submit import load_spec, new_rollout_id
     from orchestrator.engine.secrets import SecretValues
-    from orchestrator.inputs import load_spec, new_rollout_id
-    from orchestrator.launch import execute
-    from orchestrator.report import summary
+    from orchestrator.workflows.worker import execute
 
     settings = load_settings()
     spec = load_spec(playbook, inventory, rollout_id=new_rollout_id(), hosts=host_list(hosts))
     if settings.in_process:  # this process is the worker: a secret it cannot read stops it here
         SecretValues(spec.secrets).require()
-    final, host_states, steps = execute(spec, settings, lambda line: console.print(line, soft_wrap=True))
-    summary(console, final, host_states, steps)
-    _exit(final, host_states)
+    _end(execute(context.build(settings), spec, _emit))
 
 
-def _exit(final: Rollout, hosts: list[HostStatus]) -> None:
-    if any(h.state is HostState.FAILED_OUT for h in hosts):
+def _emit(line: str) -> None:
+    console.print(line, soft_wrap=True)
+
+
+def _end(outcome: Outcome) -> None:
+    from orchestrator.report import summary
+
+    summary(console, outcome.rollout, outcome.hosts, outcome.steps)
+    if any(h.state is HostState.FAILED_OUT for h in outcome.hosts):
         sys.exit(4)
-    sys.exit(0 if final.state is RolloutState.SUCCEEDED else 1)
+    sys.exit(0 if outcome.rollout.state is RolloutState.SUCCEEDED else 1)
 
 
 @cli.command()
@@ -111,11 +116,11 @@ def _exit(final: Rollout, hosts: list[HostStatus]) -> None:
 @click.option("--watch", is_flag=True, help="Keep the view up to date (every second) until the rollout ends.")
 def status(rollout: str | None, watch: bool) -> None:
     """One rollout in detail (hosts, capacity, window, what it waits for), or every active rollout."""
-    from orchestrator.engine.wiring import runtime
+    from orchestrator import context
     from orchestrator.report import rollouts_table, status_view
-    from orchestrator.store.db import Store
 
-    store = Store(load_settings().database_url)
+    ctx = context.build()
+    store = ctx.store
     if rollout is None:
         active = store.active_rollouts()
         if not active:
@@ -126,7 +131,7 @@ def status(rollout: str | None, watch: bool) -> None:
     found = store.rollout(_rollout_id(rollout))
     if found is None:
         raise InputError("ROLLOUT", f"no rollout {rollout!r}", "an id that `orchestrator history` lists")
-    servers = runtime().loadbalancer(found.spec.loadbalancer).servers
+    servers = ctx.runtime.loadbalancer(found.spec.loadbalancer).servers
     if not watch:
         console.print(status_view(store, found, servers))
         return
@@ -148,10 +153,10 @@ def status(rollout: str | None, watch: bool) -> None:
 @click.option("--limit", type=click.IntRange(1, 1000), default=20, show_default=True)
 def history(limit: int) -> None:
     """Past and current rollouts, newest first, with outcome and duration."""
+    from orchestrator import context
     from orchestrator.report import rollouts_table
-    from orchestrator.store.db import Store
 
-    console.print(rollouts_table("rollouts", Store(load_settings().database_url).rollouts(limit=limit)))
+    console.print(rollouts_table("rollouts", context.build().store.rollouts(limit=limit)))
 
 
 @cli.command()
@@ -161,17 +166,10 @@ def resume(rollout: str, actor: str | None) -> None:
     """Resume a rollout that stopped making progress (its CLI or worker died, or it paused)."""
     import getpass
 
-    from orchestrator.launch import resume as resume_rollout
-    from orchestrator.report import summary
+    from orchestrator import context
+    from orchestrator.workflows.worker import resume as resume_rollout
 
-    final, host_states, steps = resume_rollout(
-        _rollout_id(rollout),
-        load_settings(),
-        actor or getpass.getuser(),
-        lambda line: console.print(line, soft_wrap=True),
-    )
-    summary(console, final, host_states, steps)
-    _exit(final, host_states)
+    _end(resume_rollout(context.build(), _rollout_id(rollout), actor or getpass.getuser(), _emit))
 
 
 def _operate(action: str, rollout: str, actor: str | None) -> None:
@@ -179,36 +177,16 @@ def _operate(action: str, rollout: str, actor: str | None) -> None:
     (its in-process worker's reconciler) carries it out within seconds."""
     import getpass
 
-    from orchestrator.engine import driver
-    from orchestrator.store.db import Store
+    from orchestrator import context
+    from orchestrator.app.operate import operate
 
-    settings = load_settings()
-    _rollout_id(rollout)
-    store = Store(settings.database_url)
-    scheduler = None
-    if not settings.in_process:
-        from orchestrator.workflows.app import configure
-
-        configure(settings)
-        from orchestrator.workflows.tasks import CeleryScheduler
-
-        scheduler = CeleryScheduler()
-    who = actor or getpass.getuser()
-    if action == "pause":
-        text = driver.pause(store, rollout, who)
-    elif action == "abort":
-        text = driver.abort(store, scheduler, rollout, who)
-    elif action == "rollback":
-        text = driver.rollback(store, scheduler, rollout, who)
-    elif action == "approve":
-        text = driver.approve(store, scheduler, rollout, who)
-    else:
-        text = driver.reject(store, scheduler, rollout, who)
+    ctx = context.build()
+    scheduler = None if ctx.settings.in_process else ctx.scheduler
+    text = operate(ctx.store, scheduler, action, _rollout_id(rollout), actor or getpass.getuser())
     console.print(printable(f"{rollout}: {text}"), soft_wrap=True)
     if scheduler is None:
-        console.print(
-            f"(no broker: the process running {rollout} applies this within {settings.reconcile_every:g}s)"
-        )
+        every = ctx.settings.reconcile_every
+        console.print(f"(no broker: the process running {rollout} applies this within {every:g}s)")
 
 
 rollout_arg = click.argument("rollout")
@@ -274,16 +252,18 @@ def reject(rollout: str, actor: str) -> None:
 )
 def worker(concurrency: int | None, loglevel: str, metrics_port: int | None, metrics_address: str) -> None:
     """Run a Celery worker for the broker in ORCH_BROKER_URL (and its reconciler and scheduler)."""
+    from orchestrator import context
     from orchestrator.workflows.worker import run_worker
 
     settings = load_settings()
     if settings.broker_url is None:
         raise click.UsageError("ORCH_BROKER_URL is not set; e.g. amqp://guest:guest@127.0.0.1:5672//")
+    ctx = context.build(settings)
     if metrics_port is not None:
-        from orchestrator.metrics import start_metrics_server
+        from orchestrator.metrics import serve
 
-        start_metrics_server(settings.database_url, metrics_port, metrics_address)
-    run_worker(settings, concurrency=concurrency, loglevel=loglevel)
+        serve(ctx.store_opener(), metrics_port, metrics_address)
+    run_worker(ctx, concurrency=concurrency, loglevel=loglevel)
 
 
 @cli.command()
@@ -312,13 +292,14 @@ def scheduler() -> None:
     every `orchestrator worker` already runs them."""
     import threading
 
+    from orchestrator import context
     from orchestrator.workflows.worker import InProcessWorker
 
     settings = load_settings()
     if not settings.in_process:
         raise click.UsageError("ORCH_BROKER_URL is set: the workers run schedules; `orchestrator worker`")
     console.print("scheduler running with an in-process worker; Ctrl-C stops it")
-    with InProcessWorker(settings):
+    with InProcessWorker(context.build(settings)):
         threading.Event().wait()
 
 

@@ -53,7 +53,7 @@ def schedule(
     actor: str | None,
 ) -> None:
     """Start a rollout later. The playbook and inventory are checked now, and again when it starts."""
-    from orchestrator.inputs import load_spec
+    from orchestrator.app.submit import load_spec
     from orchestrator.schedule import in_utc, in_zone, parse_at
     from orchestrator.store.db import Store
     from orchestrator.store.schedules import add_schedule

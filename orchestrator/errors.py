@@ -6,9 +6,10 @@
     ├── AdapterError          a real system answered badly; carries what we talked to
     │   ├── LoadBalancerError     HAProxy runtime API (socket, unknown server, refused command)
     │   ├── HypervisorError       libvirt (domain, snapshot named)
-    │   ├── RemoteError           SSH (host named)
+    │   ├── RemoteError           SSH (host named; ``result`` once a command ran)
     │   │   ├── HostKeyError          unknown or changed host key: never auto-accepted
-    │   │   └── CommandTimeout        a remote command outlived its timeout
+    │   │   ├── CommandTimeout        a remote command outlived its timeout (``result``: its output so far)
+    │   │   └── CommandFailed         a command ran and exited non-zero (``result``)
     │   └── CheckError            a health check could not even be run (not "unhealthy")
     ├── StateError            an illegal host or rollout state transition
     └── RolloutRefused        the rollout may not start (preflight, lock)
@@ -18,6 +19,8 @@ Errors flagged ``transient`` (a refused connection, a reset) are what the retry 
 """
 
 from __future__ import annotations
+
+from orchestrator.results import CommandResult
 
 
 class OrchestratorError(Exception):
@@ -66,9 +69,12 @@ class HypervisorError(AdapterError):
 
 
 class RemoteError(AdapterError):
-    def __init__(self, message: str, *, host: str, transient: bool = False) -> None:
+    def __init__(
+        self, message: str, *, host: str, transient: bool = False, result: CommandResult | None = None
+    ) -> None:
         super().__init__(message, transient=transient)
         self.host = host
+        self.result = result  # what the command printed (and its exit code) when it ran at all
 
 
 class HostKeyError(RemoteError):
@@ -77,6 +83,16 @@ class HostKeyError(RemoteError):
 
 class CommandTimeout(RemoteError):
     pass
+
+
+class CommandFailed(RemoteError):
+    """A command ran to its end and exited non-zero. The message names it, the code and the last line."""
+
+    def __init__(self, what: str, result: CommandResult, *, host: str) -> None:
+        last = result.tail(1)
+        super().__init__(
+            f"{what} exited {result.exit_code}" + (f": {last}" if last else ""), host=host, result=result
+        )
 
 
 class CheckError(AdapterError):

@@ -29,14 +29,14 @@ from prometheus_client.registry import Collector
 from sqlalchemy import func, select
 
 from orchestrator.adapters.loadbalancers.base import ServerState
-from orchestrator.adapters.loadbalancers.haproxy import HAProxy
-from orchestrator.config import Settings
+from orchestrator.engine.rollout.capacity import pool_picture
+from orchestrator.engine.wiring import haproxy
 from orchestrator.errors import ConfigError, OrchestratorError
-from orchestrator.model.plan import capacity_floor_of
+from orchestrator.model.records import Rollout
 from orchestrator.model.spec import RolloutSpec
 from orchestrator.model.states import ROLLOUT_DONE, HostState, RolloutState
-from orchestrator.store.db import Rollout, Store
-from orchestrator.store.schema import ActionRow, HostRow, RolloutRow, StepRow
+from orchestrator.store.db import Store
+from orchestrator.store.schema import HostRow, RolloutRow, StepRow
 
 log = logging.getLogger(__name__)
 
@@ -51,9 +51,7 @@ def live_servers(timeout: float = LB_TIMEOUT) -> ServersReader:
     """Reads the pool's servers from HAProxy with at most ``timeout`` seconds per command."""
 
     def read(spec: RolloutSpec) -> list[ServerState]:
-        config = spec.loadbalancer
-        short = config.model_copy(update={"timeout": min(config.timeout, timeout)})
-        return HAProxy(short).servers()
+        return haproxy(spec.loadbalancer, timeout=timeout).servers()
 
     return read
 
@@ -127,7 +125,7 @@ def read_store(store: Store, at: float, step_window: float = STEP_WINDOW) -> Rea
     reading.active = store.active_rollouts()
     for rollout in reading.active:
         reading.host_states[rollout.id] = [h.state for h in store.hosts(rollout.id)]
-        reading.last_progress[rollout.id] = _last_progress(store, rollout, at)
+        reading.last_progress[rollout.id] = store.last_progress(rollout.id, at)
     return reading
 
 
@@ -141,28 +139,6 @@ def _read_steps(reading: Reading, rows: Iterable[Any]) -> None:
             durations[(pool, name)].append(max(0.0, ended - started))
     reading.step_durations = {key: sorted(values) for key, values in durations.items()}
     reading.step_counts = dict(counts)
-
-
-def _last_progress(store: Store, rollout: Rollout, at: float) -> float:
-    """The latest sign of life of a rollout: a host saved, a step started or ended, an operator's action.
-    A host whose lease is in force counts as progress now: a live worker holds it through a long step
-    (a 10-minute update command writes nothing, but its worker extends the lease over it)."""
-    with store.session() as s:
-        updated, lease = s.execute(
-            select(func.max(HostRow.updated_at), func.max(HostRow.lease_until)).where(
-                HostRow.rollout_id == rollout.id
-            )
-        ).one()
-        started, ended = s.execute(
-            select(func.max(StepRow.started_at), func.max(StepRow.ended_at)).where(
-                StepRow.rollout_id == rollout.id
-            )
-        ).one()
-        acted = s.execute(select(func.max(ActionRow.at)).where(ActionRow.rollout_id == rollout.id)).scalar()
-    if lease is not None and lease > at:
-        return at
-    times = [updated, started, ended, acted, rollout.started_at, rollout.created_at]
-    return max(float(t) for t in times if t is not None)
 
 
 @dataclass(frozen=True)
@@ -272,12 +248,10 @@ def _pools(reading: Reading, live: dict[str, PoolLive]) -> Iterator[GaugeMetricF
     for pool, state in sorted(live.items()):
         up.add_metric([pool], 1 if state.up else 0)
         if state.up and pool in active:
-            spec = active[pool]
-            servers.add_metric([pool], len(state.servers))
-            in_service.add_metric([pool], sum(s.in_service for s in state.servers))
-            floor.add_metric(
-                [pool], capacity_floor_of(spec.min_healthy, spec.max_unavailable, len(state.servers))
-            )
+            capacity = pool_picture(state.servers, active[pool])
+            servers.add_metric([pool], capacity.servers)
+            in_service.add_metric([pool], capacity.in_service)
+            floor.add_metric([pool], capacity.floor)
     for pool in sorted(reading.pools):
         out.add_metric([pool], _still_out(reading, live, pool))
     yield from (up, servers, in_service, floor, out)
@@ -385,9 +359,10 @@ class MetricsServer:
         self.thread.join(timeout=5)
 
 
-def serve_url(database_url: str, port: int, address: str = "127.0.0.1") -> MetricsServer:
-    """Serve /metrics in a daemon thread (port 0: any free port, see ``.port``)."""
-    registry = registry_for(lambda: Store(database_url))
+def serve(open_store: Callable[[], Store], port: int, address: str = "127.0.0.1") -> MetricsServer:
+    """Serve /metrics in a daemon thread, for the life of the process (port 0: any free port, see
+    ``.port``). ``open_store`` is called again after a store that failed."""
+    registry = registry_for(open_store)
     try:
         server, thread = start_http_server(port, addr=address, registry=registry)
     except OSError as exc:
@@ -395,12 +370,3 @@ def serve_url(database_url: str, port: int, address: str = "127.0.0.1") -> Metri
             f"cannot serve metrics on {address}:{port}: {exc}; choose another --metrics-port or address"
         ) from exc
     return MetricsServer(server, thread)
-
-
-def serve(settings: Settings, port: int, address: str = "127.0.0.1") -> MetricsServer:
-    return serve_url(settings.database_url, port, address)
-
-
-def start_metrics_server(database_url: str, port: int, address: str) -> None:
-    """Non-blocking: the HTTP server runs in a daemon thread for the life of the process."""
-    serve_url(database_url, port, address)

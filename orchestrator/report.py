@@ -12,11 +12,12 @@ from rich.text import Text
 
 from orchestrator.adapters.loadbalancers.base import ServerState
 from orchestrator.display import printable
-from orchestrator.engine.pipeline import Progress
+from orchestrator.engine.rollout.capacity import pool_picture
 from orchestrator.errors import OrchestratorError
+from orchestrator.model.records import HostStatus, Rollout, Step
 from orchestrator.model.spec import CheckSpec, HostSpec, RolloutSpec
 from orchestrator.model.states import ROLLOUT_DONE, HostState, RolloutState
-from orchestrator.store.db import HostStatus, Rollout, Step, Store
+from orchestrator.store.db import Store
 
 
 def _check_text(check: CheckSpec) -> str:
@@ -132,33 +133,6 @@ def plan_text(spec: RolloutSpec, missing: list[str] | None = None) -> str:
     return "\n".join(printable(line) for line in lines)
 
 
-def step_line(step: Step) -> str:
-    took = (step.ended_at or time.time()) - step.started_at
-    mark = {"ok": "ok", "failed": "FAILED"}.get(step.outcome, step.outcome)
-    return printable(f"  {step.host:<10} {step.step:<12} {mark:<6} {took:7.2f}s  {step.detail}")
-
-
-def watch(store: Store, rollout_id: str, emit: Callable[[str], None], *, interval: float = 0.1) -> Rollout:
-    """Print each step as it ends, and each change of the rollout's state, until it is over."""
-    shown: set[int] = set()
-    last_state: tuple[RolloutState, str] | None = None
-    while True:
-        rollout = store.rollout(rollout_id)
-        assert rollout is not None
-        for step in store.steps(rollout_id):
-            if step.ended_at is not None and step.id not in shown:
-                shown.add(step.id)
-                emit(step_line(step))
-        if (rollout.state, rollout.reason) != last_state and rollout.state is RolloutState.PAUSED:
-            emit(printable(f"  PAUSED: {rollout.reason}"))
-        elif last_state and last_state[0] is RolloutState.PAUSED and rollout.state is RolloutState.RUNNING:
-            emit("  running again")
-        last_state = (rollout.state, rollout.reason)
-        if rollout.state in ROLLOUT_DONE:
-            return rollout
-        time.sleep(interval)
-
-
 def _ago(t: float | None) -> str:
     return "-" if t is None else f"{time.time() - t:.0f}s ago"
 
@@ -199,19 +173,15 @@ def _text(value: object, style: str = "") -> Text:
 
 
 def _capacity_line(rollout: Rollout, servers: Callable[[], list[ServerState]]) -> Text:
-    from orchestrator.model.plan import capacity_floor_of
-
     try:
-        live = servers()
+        capacity = pool_picture(servers(), rollout.spec)
     except OrchestratorError as exc:
         return Text.assemble(("load balancer unreachable", "bold red"), ": ", printable(exc))
-    spec = rollout.spec
-    in_service = sum(s.in_service for s in live)
-    floor = capacity_floor_of(spec.min_healthy, spec.max_unavailable, len(live))
-    style = "red" if in_service < max(floor, 1) else "green"
-    out = ", ".join(f"{s.server} {s.status}" for s in live if not s.in_service) or "none"
+    style = "red" if capacity.below_floor else "green"
+    out = ", ".join(capacity.out) or "none"
     return Text.assemble(
-        (f"{in_service}/{len(live)} in service", style), printable(f", floor {floor}; out of service: {out}")
+        (f"{capacity.in_service}/{capacity.servers} in service", style),
+        printable(f", floor {capacity.floor}; out of service: {out}"),
     )
 
 
@@ -233,7 +203,7 @@ def _waiting_for(rollout: Rollout, hosts: list[HostStatus]) -> str:
         return rollout.reason
     waits = []
     for h in hosts:
-        p = Progress.from_json(h.progress)
+        p = h.progress
         why = p.blocked or (
             f"waiting for {p.held_why}" if p.held_why and h.state is HostState.PENDING else ""
         )
@@ -275,8 +245,8 @@ def status_view(store: Store, rollout: Rollout, servers: Callable[[], list[Serve
         mine = [s for s in steps if s.host == host.name]
         current = mine[-1] if mine else None
         p = host.progress
-        note = p.get("blocked") or p.get("error") or p.get("detail") or (current.detail if current else "")
-        since = float(p.get("since") or 0) or (current.started_at if current else 0)
+        note = p.blocked or p.error or p.detail or (current.detail if current else "")
+        since = p.since or (current.started_at if current else 0)
         table.add_row(
             _text(host.name),
             str(host.batch + 1),
@@ -308,7 +278,7 @@ def summary(console: Console, rollout: Rollout, hosts: list[HostStatus], steps: 
     for host in hosts:
         mine = [s for s in steps if s.host == host.name and s.ended_at is not None]
         timing = " ".join(f"{s.step}={s.ended_at - s.started_at:.2f}" for s in mine if s.ended_at)
-        note = str(host.progress.get("error", ""))
+        note = host.progress.error
         table.add_row(
             _text(host.name),
             str(host.batch + 1),

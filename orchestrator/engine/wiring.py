@@ -16,13 +16,32 @@ from orchestrator.adapters.hypervisors.base import Snapshots
 from orchestrator.adapters.hypervisors.command import CommandSnapshots
 from orchestrator.adapters.hypervisors.libvirt import LibvirtSnapshots
 from orchestrator.adapters.loadbalancers.haproxy import HAProxy
-from orchestrator.adapters.remote.base import Remote
+from orchestrator.adapters.remote.base import Remote, SSHTarget
 from orchestrator.adapters.remote.ssh import SSHPool
-from orchestrator.engine.pipeline import Adapters
+from orchestrator.engine.host.ports import Adapters
 from orchestrator.engine.secrets import SecretValues
 from orchestrator.model.inventory import CommandSnapshotConfig, HAProxyConfig, LibvirtConfig
 from orchestrator.model.libvirt_uri import connection_uri
 from orchestrator.model.spec import CheckSpec, HostSpec, RolloutSpec
+
+
+def haproxy(config: HAProxyConfig, *, timeout: float | None = None) -> HAProxy:
+    """The adapter for an inventory's load balancer (``timeout``: a shorter bound than its own)."""
+    bound = config.timeout if timeout is None else min(config.timeout, timeout)
+    return HAProxy(socket=config.socket, address=config.address, backend=config.backend, timeout=bound)
+
+
+def ssh_target(host: HostSpec) -> SSHTarget:
+    ssh = host.ssh
+    return SSHTarget(
+        host=host.name,
+        address=ssh.address,
+        port=ssh.port,
+        user=ssh.user,
+        key_file=ssh.key_file,
+        known_hosts=ssh.known_hosts,
+        connect_timeout=ssh.connect_timeout,
+    )
 
 
 class Remotes:
@@ -32,10 +51,10 @@ class Remotes:
         self._pool = pool
 
     def get(self, host: HostSpec) -> Remote:
-        return self._pool.get(host.ssh.target(host.name))
+        return self._pool.get(ssh_target(host))
 
     def discard(self, host: HostSpec) -> None:
-        self._pool.discard(host.ssh.target(host.name))
+        self._pool.discard(ssh_target(host))
 
 
 class Runtime:
@@ -48,7 +67,7 @@ class Runtime:
 
     def loadbalancer(self, config: HAProxyConfig) -> HAProxy:
         with self._lock:
-            return self._lbs.setdefault(config, HAProxy(config))
+            return self._lbs.setdefault(config, haproxy(config))
 
     def _libvirt_for(self, uri: str) -> LibvirtSnapshots:
         with self._lock:
@@ -97,16 +116,3 @@ class Runtime:
         self.ssh.close_all()
         for snapshots in self._libvirt.values():
             snapshots.close()
-
-
-_runtime: Runtime | None = None
-_runtime_lock = threading.Lock()
-
-
-def runtime() -> Runtime:
-    """This process's runtime (created on first use)."""
-    global _runtime
-    with _runtime_lock:
-        if _runtime is None:
-            _runtime = Runtime()
-        return _runtime

@@ -12,12 +12,13 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from orchestrator import context
+from orchestrator.app.submit import load_spec, new_rollout_id
 from orchestrator.config import load_settings
-from orchestrator.inputs import load_spec, new_rollout_id
 from orchestrator.lab.measure import Measured, naive_update, under_load
-from orchestrator.launch import execute
+from orchestrator.model.records import HostStatus, Rollout, Step
 from orchestrator.report import summary
-from orchestrator.store.db import HostStatus, Rollout, Step
+from orchestrator.workflows.worker import execute
 
 PLAYBOOKS = Path(__file__).resolve().parents[2] / "playbooks"
 
@@ -45,14 +46,12 @@ class Act:
 
 def _rollout(console: Console, target: Target, playbook: Path, title: str, short: str) -> Act:
     console.rule(title)
-    settings = load_settings()
+    ctx = context.build(load_settings())
     spec = load_spec(playbook, target.inventory, rollout_id=new_rollout_id())
     with under_load(target.url, target.lb_socket) as figures:
-        final, hosts, steps = execute(
-            spec, settings, lambda line: console.print(line, markup=False, soft_wrap=True)
-        )
-    summary(console, final, hosts, steps)
-    return Act(short, figures(), final, hosts, steps)
+        outcome = execute(ctx, spec, lambda line: console.print(line, markup=False, soft_wrap=True))
+    summary(console, outcome.rollout, outcome.hosts, outcome.steps)
+    return Act(short, figures(), outcome.rollout, outcome.hosts, outcome.steps)
 
 
 def _control(console: Console, target: Target, title: str, short: str) -> Act:

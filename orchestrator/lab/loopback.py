@@ -20,7 +20,6 @@ from orchestrator.adapters.loadbalancers.haproxy import HAProxy
 from orchestrator.lab.app import appctl, build_app, install_app_dir, make_artifact
 from orchestrator.lab.haproxy import HAProxyProcess, Server
 from orchestrator.lab.sshd import SshdProcess, free_port, generate_keypair
-from orchestrator.model.inventory import HAProxyConfig
 
 SNAPSHOT_COMMANDS = {
     "type": "command",
@@ -176,7 +175,7 @@ class LoopbackFarm:
             done = appctl(host.app_dir, "restart")
             if done.returncode != 0:
                 raise RuntimeError(f"app on {host.name} did not restart: {done.stderr.strip()}")
-        lb = HAProxy(HAProxyConfig(socket=self.haproxy.socket_path, backend="app"))
+        lb = HAProxy(socket=self.haproxy.socket_path, backend="app")
         deadline = time.monotonic() + timeout
         while not all(s.up_after_check for s in lb.servers()):
             if time.monotonic() > deadline:

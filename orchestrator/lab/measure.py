@@ -13,9 +13,9 @@ from pathlib import Path
 from orchestrator.adapters.checks.http import HTTPCheck
 from orchestrator.adapters.loadbalancers.haproxy import HAProxy
 from orchestrator.adapters.remote.ssh import SSHRemote
-from orchestrator.inputs import load_spec
+from orchestrator.app.submit import load_spec
+from orchestrator.engine.wiring import ssh_target
 from orchestrator.lab.load import CapacitySample, CapacitySampler, LoadGenerator, LoadReport
-from orchestrator.model.inventory import HAProxyConfig
 
 
 @dataclass
@@ -35,7 +35,7 @@ def under_load(
 ) -> Iterator[Callable[[], Measured]]:
     """Live traffic through HAProxy (slow requests, keep-alive sessions) and capacity sampled every
     100 ms, around the block; call the yielded function after the block for the figures."""
-    lb = HAProxy(HAProxyConfig(socket=lb_socket, backend=backend))
+    lb = HAProxy(socket=lb_socket, backend=backend)
     load = LoadGenerator(
         url, keepalive_clients=4, fresh_clients=2, max_requests=4000, max_seconds=240, timeout=10
     )
@@ -61,7 +61,7 @@ def naive_update(inventory: Path, playbook: Path) -> None:
     in the pool while its app is replaced. Waits until each host answers its checks before the next."""
     spec = load_spec(playbook, inventory, rollout_id="control")
     for host in spec.hosts.values():
-        remote = SSHRemote.connect(host.ssh.target(host.name))
+        remote = SSHRemote.connect(ssh_target(host))
         try:
             for step in host.steps:
                 if step.kind == "upload":

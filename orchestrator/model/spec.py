@@ -12,7 +12,6 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from orchestrator.adapters.remote.base import SSHTarget
 from orchestrator.model.inventory import CommandSnapshotConfig, HAProxyConfig, LibvirtConfig, NoSnapshots
 from orchestrator.model.playbook import Deadlines, FailureBudget, Sessions, WindowSpec
 from orchestrator.model.secrets import SecretSpec
@@ -29,17 +28,6 @@ class SSHSpec(Frozen):
     key_file: Path
     known_hosts: Path
     connect_timeout: float
-
-    def target(self, host: str) -> SSHTarget:
-        return SSHTarget(
-            host=host,
-            address=self.address,
-            port=self.port,
-            user=self.user,
-            key_file=self.key_file,
-            known_hosts=self.known_hosts,
-            connect_timeout=self.connect_timeout,
-        )
 
 
 class StepSpec(Frozen):

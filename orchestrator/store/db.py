@@ -12,16 +12,17 @@ import os
 import secrets
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, and_, create_engine, delete, event, make_url, or_, select, update
+from sqlalchemy import Engine, and_, create_engine, delete, event, func, make_url, or_, select, update
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from orchestrator.errors import ConfigError, RolloutRefused, StateError
+from orchestrator.model.progress import Progress
+from orchestrator.model.records import HostStatus, Rollout, Step
 from orchestrator.model.spec import RolloutSpec
 from orchestrator.model.states import (
     ACTIVE,
@@ -41,46 +42,6 @@ from orchestrator.store.schema import ActionRow, HostRow, PoolLockRow, RolloutRo
 
 def now() -> float:
     return datetime.now(UTC).timestamp()
-
-
-@dataclass(frozen=True)
-class Rollout:
-    id: str
-    name: str
-    pool: str
-    state: RolloutState
-    current_batch: int
-    created_at: float
-    started_at: float | None
-    finished_at: float | None
-    reason: str
-    spec: RolloutSpec
-    pause_cause: PauseCause | None = None  # set while PAUSED
-
-
-@dataclass(frozen=True)
-class HostStatus:
-    name: str
-    batch: int
-    state: HostState
-    progress: dict[str, Any]
-    updated_at: float
-    token: str = ""  # empty: no tick chain was ever started for this host
-
-
-@dataclass(frozen=True)
-class Step:
-    id: int
-    host: str
-    step: str
-    attempt: int
-    started_at: float
-    ended_at: float | None
-    outcome: str
-    detail: str
-    work: float
-    exit_code: int | None
-    output_tail: str
 
 
 def _first_line(exc: BaseException) -> str:
@@ -228,7 +189,7 @@ class Store:
             s.delete(lock)  # a leftover of a rollout that ended
             s.flush()
             return
-        last = max([h.updated_at for h in hosts] + [holder.started_at or holder.created_at])
+        last = _last_progress(s, holder, t)
         in_flight = [
             f"{h.name} {h.state}"
             for h in hosts
@@ -299,6 +260,12 @@ class Store:
             _transition(s, row, to, now(), reason=reason, cause=cause)
             return True
 
+    def last_progress(self, rollout_id: str, at: float) -> float:
+        """See _last_progress; ``at`` when the rollout does not exist."""
+        with self.session() as s:
+            row = s.get(RolloutRow, rollout_id)
+            return _last_progress(s, row, at) if row is not None else at
+
     def active_rollouts(self) -> list[Rollout]:
         with self.session() as s:
             done = [x.value for x in ROLLOUT_DONE]
@@ -336,7 +303,12 @@ class Store:
             )
             return [
                 HostStatus(
-                    r.name, r.batch, HostState(r.state), json.loads(r.progress_json), r.updated_at, r.token
+                    r.name,
+                    r.batch,
+                    HostState(r.state),
+                    Progress.from_json(json.loads(r.progress_json)),
+                    r.updated_at,
+                    r.token,
                 )
                 for r in rows
             ]
@@ -347,10 +319,15 @@ class Store:
             if r is None:
                 raise KeyError(f"rollout {rollout_id} has no host {name}")
             return HostStatus(
-                r.name, r.batch, HostState(r.state), json.loads(r.progress_json), r.updated_at, r.token
+                r.name,
+                r.batch,
+                HostState(r.state),
+                Progress.from_json(json.loads(r.progress_json)),
+                r.updated_at,
+                r.token,
             )
 
-    def save_host(self, rollout_id: str, name: str, state: HostState, progress: dict[str, Any]) -> None:
+    def save_host(self, rollout_id: str, name: str, state: HostState, progress: Progress) -> None:
         """Persist a host's state; refuses transitions the table does not allow."""
         with self.session() as s:
             row = s.get(HostRow, (rollout_id, name), with_for_update=True)
@@ -360,7 +337,7 @@ class Store:
             if current is not state:
                 check_transition(current, state)
             row.state = state.value
-            row.progress_json = json.dumps(progress)
+            row.progress_json = json.dumps(progress.to_json())
             row.updated_at = now()
 
     def claim_start(
@@ -569,6 +546,25 @@ class Store:
                 )
                 for r in rows
             ]
+
+
+def _last_progress(s: Session, row: RolloutRow, at: float) -> float:
+    """The latest sign of life of a rollout: a host saved, a step started or ended, an operator's action.
+    A host whose lease is in force counts as progress now: a live worker holds it through a long step
+    (a 10-minute update command writes nothing, but its worker extends the lease over it)."""
+    updated, lease = s.execute(
+        select(func.max(HostRow.updated_at), func.max(HostRow.lease_until)).where(
+            HostRow.rollout_id == row.id
+        )
+    ).one()
+    started, ended = s.execute(
+        select(func.max(StepRow.started_at), func.max(StepRow.ended_at)).where(StepRow.rollout_id == row.id)
+    ).one()
+    acted = s.execute(select(func.max(ActionRow.at)).where(ActionRow.rollout_id == row.id)).scalar()
+    if lease is not None and lease > at:
+        return at
+    times = [updated, started, ended, acted, row.started_at, row.created_at]
+    return max(float(t) for t in times if t is not None)
 
 
 def _transition(

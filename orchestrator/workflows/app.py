@@ -1,4 +1,5 @@
-"""The Celery app. Configured once from Settings; tasks live in tasks.py and stay thin.
+"""The Celery app, and the scheduler that sends its messages. Configured once from Settings; tasks live
+in tasks.py and stay thin. Messages are sent by task name, so nothing here imports the tasks.
 
 Why these settings: a rollout step must survive a worker that dies in the middle of it, so tasks are
 acknowledged late and rejected (requeued) when the worker is lost, and a worker takes one message at a
@@ -47,3 +48,18 @@ def configure(settings: Settings) -> Celery:
     app.set_current()
     app.set_default()
     return app
+
+
+class CeleryScheduler:
+    """Delivers a host's next tick (with its countdown) and a rollout's start over the broker."""
+
+    def __init__(self, celery: Celery = app) -> None:
+        self.celery = celery
+
+    def tick(self, rollout_id: str, host: str, token: str, delay: float = 0.0) -> None:
+        self.celery.send_task(
+            "orchestrator.host_tick", (rollout_id, host, token), countdown=delay if delay > 0 else None
+        )
+
+    def start(self, rollout_id: str) -> None:
+        self.celery.send_task("orchestrator.start_rollout", (rollout_id,))

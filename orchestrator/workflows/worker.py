@@ -1,41 +1,64 @@
 """Workers: a real one (`orchestrator worker`) or one inside the CLI process when no broker is set.
 
 Both run the reconciler in a thread: every few seconds it looks for rollouts that say running but whose
-hosts make no progress (their worker died, a message was lost) and restarts those hosts' tick chains.
+hosts make no progress (their worker died, a message was lost) and restarts those hosts' tick chains,
+then starts the schedules that came due (each claimed by exactly one worker).
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import threading
+import time
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import Any
 
+from orchestrator.app.follow import Emit, Outcome, follow, known, pick_up
+from orchestrator.app.submit import preflight, start_from_files, submit
 from orchestrator.config import Settings
-from orchestrator.engine.driver import reconcile_forever
+from orchestrator.context import Context
+from orchestrator.display import printable
+from orchestrator.engine.rollout.recovery import reconcile_forever
+from orchestrator.model.spec import RolloutSpec
 from orchestrator.redact import install_log_redaction
-from orchestrator.workflows.app import configure
+from orchestrator.schedule import due_rollouts
+from orchestrator.store.db import safe_url
+
+log = logging.getLogger(__name__)
 
 
-def _start_reconciler(settings: Settings, stop: threading.Event) -> threading.Thread:
-    from orchestrator.launch import start_only
-    from orchestrator.workflows.tasks import CeleryScheduler, store
+def _start_reconciler(ctx: Context, stop: threading.Event) -> threading.Thread:
+    settings = ctx.settings
 
     def start(playbook: Path, inventory: Path, hosts: tuple[str, ...]) -> str:
-        return start_only(playbook, inventory, hosts, settings)
+        return start_from_files(
+            ctx.store,
+            ctx.runtime,
+            ctx.scheduler,
+            playbook,
+            inventory,
+            hosts,
+            stale_after=settings.lock_stale_after,
+        )
+
+    def due_schedules() -> None:
+        for row in due_rollouts(ctx.store, time.time(), start):
+            log.warning("scheduler: schedule %s -> %s %s", row.id, row.state, row.rollout_id or row.detail)
 
     thread = threading.Thread(
         target=reconcile_forever,
         name="reconciler",
         daemon=True,
         kwargs={
-            "store": store(),
-            "scheduler": CeleryScheduler(),
+            "store": ctx.store,
+            "scheduler": ctx.scheduler,
             "every": settings.reconcile_every,
             "quiet_for": settings.reconcile_after,
             "stop": stop,
-            "start": start,
+            "each_round": due_schedules,
         },
     )
     thread.start()
@@ -45,12 +68,11 @@ def _start_reconciler(settings: Settings, stop: threading.Event) -> threading.Th
 class InProcessWorker:
     """Same tasks, same code path as a real worker, over the in-memory broker, in a thread."""
 
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
-        self.app = configure(settings)
-        self._controller: Any = self.app.WorkController(
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+        self._controller: Any = ctx.scheduler.celery.WorkController(
             pool_cls="threads",
-            concurrency=settings.worker_concurrency,
+            concurrency=ctx.settings.worker_concurrency,
             loglevel="WARNING",
             without_heartbeat=True,
             without_mingle=True,
@@ -62,7 +84,7 @@ class InProcessWorker:
 
     def __enter__(self) -> InProcessWorker:
         self._thread.start()
-        _start_reconciler(self.settings, self._stop)
+        _start_reconciler(self.ctx, self._stop)
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -71,22 +93,53 @@ class InProcessWorker:
         self._thread.join(timeout=10)
 
 
-def run_worker(settings: Settings, *, concurrency: int | None = None, loglevel: str = "INFO") -> None:
+def workers(ctx: Context) -> AbstractContextManager[object]:
+    """An in-process worker when no broker is configured; otherwise the broker's workers do the work."""
+    return InProcessWorker(ctx) if ctx.settings.in_process else nullcontext()
+
+
+def run_worker(ctx: Context, *, concurrency: int | None = None, loglevel: str = "INFO") -> None:
     install_log_redaction()  # Celery's handlers and every library's records included
-    app = configure(settings)
-    _start_reconciler(settings, threading.Event())
+    _start_reconciler(ctx, threading.Event())
     # Threads, not prefork: steps wait on I/O, and a worker that is killed takes all its work with it
     # (an orphaned prefork child could go on running a command its parent's lease no longer covers).
     # A node name per process: two workers on one machine would otherwise share `celery@HOST` and the
     # second would die on the broker's exclusive control queue.
-    app.worker_main(
+    ctx.scheduler.celery.worker_main(
         [
             "worker",
             "--pool=threads",
-            f"--concurrency={concurrency or settings.worker_concurrency}",
+            f"--concurrency={concurrency or ctx.settings.worker_concurrency}",
             f"--loglevel={loglevel}",
             "--without-gossip",
             "--without-mingle",
             f"--hostname=orchestrator-{os.getpid()}@%h",
         ]
     )
+
+
+def execute(ctx: Context, spec: RolloutSpec, emit: Emit) -> Outcome:
+    """What `run` does: preflight, store the rollout (taking the pool's lock), hand it to the workers
+    (this process's own without a broker), follow it to its end."""
+    for line in preflight(spec, ctx.runtime):
+        emit(f"  preflight {line}")
+    with workers(ctx):
+        submit(ctx.store, ctx.scheduler, spec, stale_after=ctx.settings.lock_stale_after)
+        emit(printable(f"rollout {spec.rollout_id}: {spec.name} on pool {spec.pool} ({where(ctx.settings)})"))
+        return follow(ctx.store, spec.rollout_id, emit)
+
+
+def resume(ctx: Context, rollout_id: str, actor: str, emit: Emit) -> Outcome:
+    """What `resume` does: pick up a rollout whose workers are gone (or that was paused), follow it."""
+    rollout = known(ctx.store, rollout_id)
+    with workers(ctx):
+        for line in pick_up(ctx.store, ctx.scheduler, rollout_id, actor):
+            emit(printable(f"  resume {line}"))
+        emit(
+            printable(f"rollout {rollout_id}: {rollout.name} on pool {rollout.pool} ({where(ctx.settings)})")
+        )
+        return follow(ctx.store, rollout_id, emit)
+
+
+def where(settings: Settings) -> str:
+    return "in-process worker" if settings.in_process else f"broker {safe_url(settings.broker_url or '')}"

@@ -21,9 +21,9 @@ from orchestrator.adapters.loadbalancers.base import ServerState
 from orchestrator.adapters.loadbalancers.haproxy import HAProxy
 from orchestrator.errors import LoadBalancerError
 from orchestrator.lab.loopback import LoopbackFarm
-from orchestrator.model.inventory import HAProxyConfig
+from orchestrator.model.records import Rollout, Step
 from orchestrator.model.states import ROLLOUT_DONE, HostState, RolloutState
-from orchestrator.store.db import Rollout, Step, Store
+from orchestrator.store.db import Store
 from tests.e2e.fault_helpers import Proc, cleanup, orchestrator
 from tests.e2e.fault_helpers import cli as cli  # re-exported for the tests
 from tests.e2e.fault_helpers import wait_for as wait_for
@@ -101,7 +101,7 @@ def start_run(playbook: Path, farm: LoopbackFarm, env: dict[str, str], tmp_path:
 
 
 def lb(farm: LoopbackFarm) -> HAProxy:
-    return HAProxy(HAProxyConfig(socket=farm.haproxy.socket_path, backend="app"))
+    return HAProxy(socket=farm.haproxy.socket_path, backend="app")
 
 
 def all_up(farm: LoopbackFarm) -> list[ServerState] | None:

@@ -18,8 +18,8 @@ from orchestrator.adapters.loadbalancers.base import ServerState
 from orchestrator.adapters.loadbalancers.haproxy import HAProxy
 from orchestrator.errors import LoadBalancerError
 from orchestrator.lab.loopback import FarmHost, LoopbackFarm
-from orchestrator.model.inventory import HAProxyConfig
-from orchestrator.store.db import Step, Store
+from orchestrator.model.records import Step
+from orchestrator.store.db import Store
 
 T = TypeVar("T")
 
@@ -215,7 +215,7 @@ def journal_text(steps: list[Step]) -> str:
 
 
 def servers(farm: LoopbackFarm) -> list[ServerState]:
-    return HAProxy(HAProxyConfig(socket=farm.haproxy.socket_path, backend="app")).servers()
+    return HAProxy(socket=farm.haproxy.socket_path, backend="app").servers()
 
 
 def all_up(farm: LoopbackFarm) -> list[ServerState] | None:

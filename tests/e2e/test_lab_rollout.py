@@ -14,15 +14,17 @@ from pathlib import Path
 import pytest
 import yaml
 
+from orchestrator import context
 from orchestrator.adapters.hypervisors.libvirt import LibvirtSnapshots
 from orchestrator.adapters.remote.ssh import SSHRemote
+from orchestrator.app.submit import load_spec, new_rollout_id
 from orchestrator.config import load_settings
-from orchestrator.inputs import load_spec, new_rollout_id
+from orchestrator.engine.wiring import ssh_target
 from orchestrator.lab import lab as labmod
 from orchestrator.lab.measure import Measured, naive_update, under_load
-from orchestrator.launch import execute
 from orchestrator.model.spec import RolloutSpec
 from orchestrator.model.states import HostState, RolloutState
+from orchestrator.workflows.worker import execute
 
 pytestmark = [pytest.mark.e2e, pytest.mark.vm]
 
@@ -57,7 +59,7 @@ def report(title: str, text: str) -> None:
 
 
 def on_vm(spec: RolloutSpec, host: str, command: str) -> str:
-    remote = SSHRemote.connect(spec.hosts[host].ssh.target(host))
+    remote = SSHRemote.connect(ssh_target(spec.hosts[host]))
     try:
         result = remote.run(command, timeout=20)
         assert result.ok, result
@@ -71,7 +73,8 @@ def rollout(
 ) -> tuple[Measured, RolloutState, dict[str, HostState], RolloutSpec]:
     spec = load_spec(playbook, lab.inventory, rollout_id=new_rollout_id())
     with under_load(lab.frontend_url, socket_of(lab)) as figures:
-        final, hosts, steps = execute(spec, load_settings(), lambda _line: None)
+        outcome = execute(context.build(load_settings()), spec, lambda _line: None)
+        final, hosts, steps = outcome.rollout, outcome.hosts, outcome.steps
     measured = figures()
     timing = ", ".join(f"{s.host}:{s.step}={(s.ended_at or s.started_at) - s.started_at:.2f}s" for s in steps)
     report(

@@ -146,9 +146,8 @@ def test_update_that_breaks_host2_is_reverted_and_halts_on_a_separate_worker(
     assert measured.min_in_service >= 2
     # Every server ends in service.
     from orchestrator.adapters.loadbalancers.haproxy import HAProxy
-    from orchestrator.model.inventory import HAProxyConfig
 
-    lb = HAProxy(HAProxyConfig(socket=farm.haproxy.socket_path, backend="app"))
+    lb = HAProxy(socket=farm.haproxy.socket_path, backend="app")
     deadline = time.monotonic() + 10
     while not all(s.in_service for s in lb.servers()):
         assert time.monotonic() < deadline, lb.servers()

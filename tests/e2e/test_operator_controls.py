@@ -15,12 +15,13 @@ from typing import Any
 
 import pytest
 
-from orchestrator.engine.controls import expected_host_seconds
-from orchestrator.inputs import load_spec
+from orchestrator.app.submit import load_spec
 from orchestrator.lab.loopback import LoopbackFarm
 from orchestrator.lab.measure import under_load
+from orchestrator.model.plan import expected_host_seconds
+from orchestrator.model.records import Step
 from orchestrator.model.states import HostState, RolloutState
-from orchestrator.store.db import Step, Store
+from orchestrator.store.db import Store
 from tests.e2e.controls_helpers import (
     ServerWatch,
     actions_text,
@@ -244,7 +245,7 @@ def test_capacity_guard_drains_nothing_while_another_server_is_down(
     finally:
         lb(farm).ready("host3")
     final = rollout_of(store, rollout_id)
-    error = str(store.host(rollout_id, "host1").progress.get("error", ""))
+    error = store.host(rollout_id, "host1").progress.error
     left = watch.out_of_service({"host1", "host2", "host4"})
     report(
         "capacity guard, host3 in maint, max_unavailable 1 of 4",
@@ -282,7 +283,7 @@ def test_capacity_guard_waits_and_proceeds_once_the_other_server_is_back(
             procs.append(run)
             rollout_id = the_rollout(store).id
             waiting = wait_for(
-                lambda: "capacity" in str(store.host(rollout_id, "host1").progress.get("detail", "")),
+                lambda: "capacity" in store.host(rollout_id, "host1").progress.detail,
                 30,
                 "host1 to wait for capacity",
             )
@@ -409,7 +410,7 @@ def test_sessions_that_end_while_host1_waits_let_it_be_updated(farm: LoopbackFar
 
         def counted_3() -> bool:
             status = store.host(rollout_id, "host1")
-            return status.state is H.DRAINING and status.progress.get("user_sessions") == 3
+            return status.state is H.DRAINING and status.progress.user_sessions == 3
 
         wait_for(counted_3, 30, "host1 to drain and count 3 user sessions")
         time.sleep(1.0)  # at least one more probe and warning while they last

@@ -19,7 +19,6 @@ from orchestrator.adapters.loadbalancers.base import AdminState, ServerState
 from orchestrator.adapters.loadbalancers.haproxy import HAProxy
 from orchestrator.errors import ConfigError, LoadBalancerError
 from orchestrator.lab.haproxy import HAProxyProcess, Server, stop_pidfile
-from orchestrator.model.inventory import HAProxyConfig
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
@@ -156,7 +155,7 @@ def lab(tmp_path: Path, backends: dict[str, tuple[int, Path]]) -> Iterator[Lab]:
     proc = make_lab(tmp_path, backends)
     try:
         proc.start()
-        lb = HAProxy(HAProxyConfig(socket=proc.socket_path, backend="app", timeout=5))
+        lb = HAProxy(socket=proc.socket_path, backend="app", timeout=5)
         yield Lab(proc, lb, {name: flags for name, (_, flags) in backends.items()})
     finally:
         proc.stop()
@@ -238,7 +237,7 @@ def test_unknown_server_names_backend_and_lists_servers(lab: Lab, action: str) -
 
 @pytest.mark.parametrize("action", ["drain", "servers"])
 def test_unknown_backend_lists_backends(lab: Lab, action: str) -> None:
-    lb = HAProxy(HAProxyConfig(socket=lab.proc.socket_path, backend="nope"))
+    lb = HAProxy(socket=lab.proc.socket_path, backend="nope")
     with pytest.raises(LoadBalancerError) as err:
         if action == "drain":
             lb.drain("s1")
@@ -250,7 +249,7 @@ def test_unknown_backend_lists_backends(lab: Lab, action: str) -> None:
 
 def test_missing_socket_is_transient_and_says_what_to_check(tmp_path: Path) -> None:
     path = tmp_path / "none.sock"
-    lb = HAProxy(HAProxyConfig(socket=path, backend="app"))
+    lb = HAProxy(socket=path, backend="app")
     for call in (lb.servers, lambda: lb.drain("s1")):
         with pytest.raises(LoadBalancerError) as err:
             call()
@@ -271,7 +270,7 @@ def test_silent_socket_times_out_transient(tmp_path: Path) -> None:
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as listener:
         listener.bind(str(path))
         listener.listen(1)  # never accepts: the connect succeeds, the answer never comes
-        lb = HAProxy(HAProxyConfig(socket=path, backend="app", timeout=0.3))
+        lb = HAProxy(socket=path, backend="app", timeout=0.3)
         with pytest.raises(LoadBalancerError) as err:
             lb.servers()
     assert err.value.transient and "within 0.3 s" in str(err.value)
@@ -282,7 +281,7 @@ def test_tcp_runtime_address(tmp_path: Path, backends: dict[str, tuple[int, Path
     proc = make_lab(tmp_path, backends, admin_tcp=("127.0.0.1", admin_port))
     try:
         proc.start()
-        lb = HAProxy(HAProxyConfig(address=f"127.0.0.1:{admin_port}", backend="app"))
+        lb = HAProxy(address=f"127.0.0.1:{admin_port}", backend="app")
         assert [s.server for s in lb.servers()] == list(NAMES)
         lb.maint("s3")
         assert lb.state("s3").admin is AdminState.MAINT
@@ -306,7 +305,7 @@ def test_tcp_runtime_address(tmp_path: Path, backends: dict[str, tuple[int, Path
 def test_bad_tcp_address_is_a_config_error(address: str) -> None:
     with pytest.raises(ConfigError, match="not host:port"):
         # The schema refuses these first; the adapter holds its own line for configs built without it.
-        HAProxy(HAProxyConfig.model_construct(address=address, backend="app", socket=None, timeout=5.0))
+        HAProxy(address=address, backend="app")
 
 
 def test_process_lifecycle_and_prometheus(tmp_path: Path, backends: dict[str, tuple[int, Path]]) -> None:

@@ -13,6 +13,7 @@ from sqlalchemy import text
 
 from orchestrator.errors import RolloutRefused, StateError
 from orchestrator.model.inventory import HAProxyConfig, NoSnapshots
+from orchestrator.model.progress import Progress
 from orchestrator.model.spec import HostSpec, RolloutSpec, SSHSpec
 from orchestrator.model.states import HostState, RolloutState
 from orchestrator.store.db import Store
@@ -85,12 +86,12 @@ def test_one_rollout_per_pool_and_the_lock_ends_with_the_rollout(store: Store) -
 def test_a_stale_lock_is_taken_over_only_with_no_host_in_flight(store: Store) -> None:
     store.create_rollout(spec("r1"))
     store.transition_rollout("r1", RolloutState.RUNNING)
-    store.save_host("r1", "a", HostState.DRAINING, {})
+    store.save_host("r1", "a", HostState.DRAINING, Progress())
     time.sleep(0.05)
     with pytest.raises(RolloutRefused, match="orchestrator resume r1"):
         store.create_rollout(spec("r2"), stale_after=0.01)
-    store.save_host("r1", "a", HostState.RESTORING, {})
-    store.save_host("r1", "a", HostState.FAILED, {})
+    store.save_host("r1", "a", HostState.RESTORING, Progress())
+    store.save_host("r1", "a", HostState.FAILED, Progress())
     time.sleep(0.05)
     store.create_rollout(spec("r2"), stale_after=0.01)
     old = store.rollout("r1")
@@ -133,12 +134,12 @@ def test_only_one_of_many_claims_the_next_batch(store: Store) -> None:
 def test_the_store_refuses_illegal_transitions(store: Store) -> None:
     store.create_rollout(spec("r1"))
     with pytest.raises(StateError, match="pending -> succeeded"):
-        store.save_host("r1", "a", HostState.SUCCEEDED, {})
+        store.save_host("r1", "a", HostState.SUCCEEDED, Progress())
 
 
 def test_stalled_hosts_are_in_flight_quiet_and_unheld(store: Store) -> None:
     store.create_rollout(spec("r1"))
-    store.save_host("r1", "a", HostState.DRAINING, {})
+    store.save_host("r1", "a", HostState.DRAINING, Progress())
     token = store.new_token("r1", "a")
     assert store.claim_host("r1", "a", token, "w1/1", 60) == "claimed"
     time.sleep(0.05)
@@ -157,7 +158,7 @@ def test_a_pending_host_whose_first_tick_was_lost_is_found_and_new_tokens_count_
     store.new_token("r1", "a")  # the batch started it, then its message was lost
     assert store.stalled_hosts("r1", quiet_for=0) == ["a"]  # an operator's resume finds it at once
     assert store.stalled_hosts("r1", quiet_for=30) == []  # the reconciler gives it time: just scheduled
-    store.save_host("r1", "b", HostState.DRAINING, {})
+    store.save_host("r1", "b", HostState.DRAINING, Progress())
     time.sleep(0.05)
     assert "b" in store.stalled_hosts("r1", quiet_for=0.01)
     store.new_token("r1", "b")  # a tick was just sent: progress, not a stall

@@ -16,12 +16,14 @@ from typing import Any
 
 from orchestrator.adapters.checks.base import CheckResult
 from orchestrator.adapters.loadbalancers.base import AdminState, ServerState
-from orchestrator.adapters.remote.base import CommandResult
-from orchestrator.engine.pipeline import Adapters, HostPipeline, Progress
+from orchestrator.engine.host.machine import HostPipeline
+from orchestrator.engine.host.ports import Adapters
 from orchestrator.errors import CommandTimeout, HypervisorError
 from orchestrator.model.inventory import HAProxyConfig, LibvirtConfig
+from orchestrator.model.progress import Progress
 from orchestrator.model.spec import CheckSpec, HostSpec, RolloutSpec, SSHSpec, StepSpec
 from orchestrator.model.states import HostState
+from orchestrator.results import CommandResult
 from orchestrator.retry import RetryPolicy
 
 
@@ -229,7 +231,7 @@ class JournalStep:
 
 
 class MemoryJournal:
-    """The pipeline's Journal, in memory."""
+    """The pipeline's HostStore, in memory."""
 
     def __init__(self) -> None:
         self.holds: list[tuple[str, float]] = []
@@ -242,11 +244,11 @@ class MemoryJournal:
     def hold(self, host: str, seconds: float) -> None:
         self.holds.append((host, seconds))
 
-    def started(self, host: str, step: str, detail: str) -> int:
+    def step_started(self, host: str, step: str, detail: str) -> int:
         self.steps.append(JournalStep(len(self.steps) + 1, host, step, detail))
         return len(self.steps)
 
-    def ended(
+    def step_ended(
         self,
         step_id: int,
         outcome: str,

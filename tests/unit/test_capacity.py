@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 
 from orchestrator.adapters.loadbalancers.base import AdminState, ServerState
-from orchestrator.engine.controls import may_drain
+from orchestrator.app.submit import load_spec
+from orchestrator.engine.rollout.capacity import may_drain, picture
 from orchestrator.errors import InputError
-from orchestrator.inputs import load_spec
 from orchestrator.model.plan import capacity_floor_of
 from tests.unit.fakes import GOOD_PLAYBOOK, marked_line, write_inputs
 
@@ -60,9 +60,9 @@ def test_capacity_floor(
     ],
 )
 def test_may_drain_s1(servers: list[ServerState], ours_out: set[str], floor: int, allowed: bool) -> None:
-    ok, picture = may_drain(servers, "s1", ours_out, floor)
-    assert ok is allowed
-    assert f"floor {floor}" in picture
+    capacity = picture(servers, floor, ours_out)
+    assert may_drain(capacity, "s1") is allowed
+    assert f"floor {floor}" in capacity.describe()
 
 
 STRATEGY = 'strategy: {batches: [1, "50%"], on_failure: halt}'

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from orchestrator.inputs import load_spec
+from orchestrator.app.submit import load_spec
 from orchestrator.lab import lab
 from orchestrator.lab.haproxy import HAProxyProcess
 from orchestrator.lab.loopback import LoopbackFarm

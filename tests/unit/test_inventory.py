@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 from _pytest.mark import ParameterSet
 
+from orchestrator.app.submit import load_spec
 from orchestrator.errors import InputError
-from orchestrator.inputs import load_spec
 from orchestrator.model.inventory import CommandSnapshotConfig, load_inventory
 from tests.unit.fakes import GOOD_INVENTORY, GOOD_PLAYBOOK, marked_line, write_inputs
 

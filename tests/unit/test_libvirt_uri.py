@@ -9,10 +9,10 @@ from urllib.parse import unquote
 import pytest
 
 from orchestrator.adapters.hypervisors.libvirt import LibvirtSnapshots
+from orchestrator.app.submit import load_spec
 from orchestrator.engine.secrets import SecretValues
 from orchestrator.engine.wiring import Runtime
 from orchestrator.errors import InputError
-from orchestrator.inputs import load_spec
 from orchestrator.model.inventory import LibvirtConfig
 from orchestrator.model.libvirt_uri import check_uri, connection_uri, transport
 from tests.unit.fakes import GOOD_INVENTORY, marked_line, rollout_spec, write_inputs

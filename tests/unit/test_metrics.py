@@ -18,8 +18,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from orchestrator.adapters.loadbalancers.base import AdminState, ServerState
 from orchestrator.errors import ConfigError, LoadBalancerError
-from orchestrator.metrics import live_servers, quantile, registry_for, serve_url, step_label
+from orchestrator.metrics import live_servers, quantile, registry_for, serve, step_label
 from orchestrator.model.inventory import HAProxyConfig
+from orchestrator.model.progress import Progress
 from orchestrator.model.spec import RolloutSpec
 from orchestrator.model.states import HostState, RolloutState
 from orchestrator.store.db import Store
@@ -48,7 +49,7 @@ def spec(
 
 def walk(store: Store, rollout_id: str, host: str, states: list[HostState]) -> None:
     for state in states:
-        store.save_host(rollout_id, host, state, {})
+        store.save_host(rollout_id, host, state, Progress())
 
 
 def pool_of(*states: tuple[str, str, AdminState]) -> Callable[[RolloutSpec], list[ServerState]]:
@@ -309,13 +310,13 @@ def test_a_dead_load_balancer_socket_gives_loadbalancer_up_0_quickly(
 
 
 def test_the_http_server_serves_the_private_registry(store: Store) -> None:
-    server = serve_url(store.url, 0)
+    server = serve(lambda: Store(store.url), 0)
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{server.port}/metrics", timeout=10) as answer:
             text = answer.read().decode()
         assert "orchestrator_store_up 1.0" in text
         assert "python_gc_objects_collected_total" not in text  # not the global default registry
         with pytest.raises(ConfigError, match=f"cannot serve metrics on 127.0.0.1:{server.port}"):
-            serve_url(store.url, server.port)
+            serve(lambda: Store(store.url), server.port)
     finally:
         server.close()

@@ -12,9 +12,11 @@ from typing import Any
 
 import pytest
 
-from orchestrator.engine import remote_commands
-from orchestrator.engine.pipeline import LB_OUTAGE_TIMEOUT, STEP_NAMES, HostPipeline, Progress, poll_delay
+from orchestrator.engine.host import change as remote_commands
+from orchestrator.engine.host.machine import HANDLERS, LB_OUTAGE_TIMEOUT, STEP_NAMES, HostPipeline
+from orchestrator.engine.host.run import poll_delay
 from orchestrator.errors import HypervisorError, LoadBalancerError, RemoteError
+from orchestrator.model.progress import Progress
 from orchestrator.model.states import TERMINAL, TRANSITIONS, HostState
 from tests.unit.fakes import Rig, host_spec, rig, rollout_spec
 
@@ -402,7 +404,7 @@ def test_update_interrupted_mid_command_is_reverted_and_applied_again_once() -> 
     r = rig()
     r.snaps.create(r.host.domain, "orch-r1", memory=True)
     r.snaps.calls.clear()
-    open_row = r.journal.started(r.host.name, "update[1]", "")
+    open_row = r.journal.step_started(r.host.name, "update[1]", "")
     stored = Progress(snapshot="orch-r1", step_index=1, running_step=1, journal_id=open_row)
     state, _ = r.drive(S.UPDATING, stored)
     assert state is S.SUCCEEDED
@@ -419,9 +421,8 @@ def test_resume_from_persisted_progress_does_not_repeat_actions() -> None:
     assert delay is not None
     stored = progress.to_json()
     assert r.lb.calls == [DRAIN, MAINT] and r.snaps.calls == [CREATE]
-    fresh = HostPipeline(
-        r.spec, r.host, r.pipeline.adapters, r.journal, retry=r.pipeline.retry, clock=r.clock
-    )
+    run = r.pipeline.run
+    fresh = HostPipeline(r.spec, r.host, run.adapters, r.journal, retry=run.retry, clock=r.clock)
     r.pipeline = fresh
     r.clock.advance(delay)
     final, progress = r.drive(state, Progress.from_json(stored))
@@ -432,7 +433,7 @@ def test_resume_from_persisted_progress_does_not_repeat_actions() -> None:
 
 
 def test_every_non_terminal_state_has_a_handler_and_a_journal_name() -> None:
-    handlers = rig().pipeline._handlers
+    handlers = HANDLERS
     assert set(handlers) == set(HostState) - TERMINAL | {S.SUCCEEDED}  # SUCCEEDED: only to roll back
     assert set(STEP_NAMES) == set(HostState) - TERMINAL - {S.PENDING}
 
@@ -449,13 +450,13 @@ def test_a_timed_out_command_is_stopped_over_a_fresh_connection() -> None:
     r.remotes.outcomes["install"] = "timeout"
     state, _ = r.drive()
     assert state is S.ROLLED_BACK
-    stop = remote_commands.stop_leftover(remote_commands.pid_file("R1", W, 1))
+    stop = remote_commands.stop_script(remote_commands.pid_file("R1", W, 1))
     ran = [c for _, c in r.remotes.commands]
     assert stop in ran
 
 
 def test_the_stop_script_only_kills_a_group_that_still_carries_the_marker() -> None:
-    script = remote_commands.stop_leftover("/tmp/orchestrator-R1-web1-update1.pid")
+    script = remote_commands.stop_script("/tmp/orchestrator-R1-web1-update1.pid")
     assert "grep -qF" in script and "/proc/" in script
     assert "kill -TERM -- -" in script and "kill -KILL -- -" in script
 

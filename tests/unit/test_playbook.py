@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from _pytest.mark import ParameterSet
 
+from orchestrator.app.submit import load_spec
 from orchestrator.errors import InputError
-from orchestrator.inputs import load_spec
 from orchestrator.model.playbook import HttpCheck, Playbook, RunStep, TcpCheck, UploadStep, load_playbook
 from tests.unit.fakes import GOOD_PLAYBOOK, marked_line, write_inputs
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from orchestrator.app.submit import load_spec
 from orchestrator.errors import InputError
-from orchestrator.inputs import load_spec
 from orchestrator.model.secrets import token
 from orchestrator.report import plan_text
 from tests.unit.fakes import GOOD_INVENTORY, GOOD_PLAYBOOK, marked_line, write_inputs

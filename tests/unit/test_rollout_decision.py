@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from orchestrator.engine.rollout import (
+from orchestrator.engine.rollout.decide import (
     AwaitApproval,
     Finish,
     HostView,

@@ -14,6 +14,7 @@ from orchestrator import redact
 from orchestrator.display import printable
 from orchestrator.engine.secrets import SecretValues
 from orchestrator.errors import InputError
+from orchestrator.model.progress import Progress
 from orchestrator.model.secrets import SecretSource, SecretSpec, names_in, shown, token
 
 VALUE = "pa'ss $(rm -rf /) w\"rd"
@@ -127,7 +128,7 @@ def test_the_store_never_writes_a_value_it_was_given(tmp_path: Path) -> None:
     store.create_rollout(spec)
     step = store.step_started("R1", "web1", "update[1]", f"run install {VALUE}")
     store.step_ended(step, "failed", f"exit 1: {VALUE}", work=0.1, exit_code=1, output_tail=f"out {VALUE}")
-    store.save_host("R1", "web1", HostState.PENDING, {"error": f"reason {VALUE}"})
+    store.save_host("R1", "web1", HostState.PENDING, Progress(error=f"reason {VALUE}"))
     store.record_action("R1", "pause", "alice", f"because {VALUE}")
     raw = b"".join(p.read_bytes() for p in tmp_path.iterdir())
     assert VALUE.encode() not in raw

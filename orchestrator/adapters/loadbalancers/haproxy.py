@@ -17,24 +17,28 @@ from orchestrator.adapters.loadbalancers.haproxy_parse import (
     proxies_in_stat,
 )
 from orchestrator.errors import ConfigError, LoadBalancerError
-from orchestrator.model.inventory import HAProxyConfig
 
 _MAX_ANSWER = 64 * 1024 * 1024  # a runaway answer must not eat the worker's memory
 _SEPARATORS = (";", "\n", "\r", "\x00")
 
 
 class HAProxy:
-    def __init__(self, config: HAProxyConfig) -> None:
-        self.backend = config.backend
-        self.timeout = config.timeout
+    """One backend of one HAProxy, through its runtime API: a unix ``socket`` or a TCP ``address``
+    (``host:port``)."""
+
+    def __init__(
+        self, *, backend: str, socket: Path | None = None, address: str | None = None, timeout: float = 5.0
+    ) -> None:
+        self.backend = backend
+        self.timeout = timeout
         self._address: Path | tuple[str, int]
-        if config.socket is not None:
-            self._address = config.socket
-            self.endpoint = f"runtime socket {config.socket}"
-        elif config.address is not None:
-            self._address = _host_port(config.address)
-            self.endpoint = f"runtime API at {config.address}"
-        else:  # HAProxyConfig forbids this; kept for objects built without validation
+        if socket is not None:
+            self._address = socket
+            self.endpoint = f"runtime socket {socket}"
+        elif address is not None:
+            self._address = _host_port(address)
+            self.endpoint = f"runtime API at {address}"
+        else:  # the inventory's schema forbids this; kept for callers that skip it
             raise ConfigError("HAProxy needs a runtime API 'socket' or 'address'")
 
     # -- LoadBalancer protocol

@@ -6,6 +6,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+from orchestrator.results import CommandResult
+
+__all__ = ["CommandResult", "Remote", "SSHTarget"]
+
 
 @dataclass(frozen=True)
 class SSHTarget:
@@ -16,24 +20,6 @@ class SSHTarget:
     key_file: Path
     known_hosts: Path
     connect_timeout: float = 10.0
-
-
-@dataclass(frozen=True)
-class CommandResult:
-    command: str
-    exit_code: int
-    stdout: str
-    stderr: str
-    duration: float
-
-    @property
-    def ok(self) -> bool:
-        return self.exit_code == 0
-
-    def tail(self, lines: int = 5) -> str:
-        """The last lines of output, for messages and the journal."""
-        text = (self.stderr or self.stdout).strip().splitlines()
-        return "\n".join(text[-lines:])
 
 
 class Remote(Protocol):

@@ -184,6 +184,7 @@ class SSHRemote:
                     "may still be running there (if it started a background process, redirect its "
                     f"output so the session can end). Last output: {_last_line(out, err)}",
                     host=self.target.host,
+                    result=_partial(command, out, err, started),
                 ) from None
             except (paramiko.SSHException, OSError, EOFError) as exc:
                 if time.monotonic() >= deadline:
@@ -191,9 +192,11 @@ class SSHRemote:
                         f"{what} did not start within {timeout:g} s; the channel was closed",
                         host=self.target.host,
                     ) from exc
-                raise self._lost(command, started, exc) from exc
+                raise self._lost(command, started, exc, _partial(command, out, err, started)) from exc
             if chan.exit_status == -1 and _connection_lost(transport):
-                raise self._lost(command, started, transport.saved_exception)
+                raise self._lost(
+                    command, started, transport.saved_exception, _partial(command, out, err, started)
+                )
             if chan.exit_status == -1 and time.monotonic() >= deadline:
                 # The deadline closed the channel just as the command started.
                 raise CommandTimeout(f"{what} did not finish within {timeout:g} s", host=self.target.host)
@@ -212,12 +215,15 @@ class SSHRemote:
         )
         return result
 
-    def _lost(self, command: str, started: float, exc: BaseException | None) -> RemoteError:
+    def _lost(
+        self, command: str, started: float, exc: BaseException | None, partial: CommandResult
+    ) -> RemoteError:
         self.close()
         return RemoteError(
             f"connection to {self._where} was lost after {time.monotonic() - started:.1f} s while running "
             f"{_short(command)} ({_describe(exc)}); the command may have partly run",
             host=self.target.host,
+            result=partial,
         )
 
     def upload(self, local: Path, remote_path: str, *, mode: int | None = None) -> None:
@@ -395,6 +401,11 @@ def _collect(chan: paramiko.Channel, out: _Tail, err: _Tail, deadline: float) ->
 def _connection_lost(transport: paramiko.Transport) -> bool:
     # The transport thread closes its channels before it marks itself inactive, so look at both.
     return transport.saved_exception is not None or not transport.is_active()
+
+
+def _partial(command: str, out: _Tail, err: _Tail, started: float) -> CommandResult:
+    """What a command cut off had printed so far, as a result without an exit status."""
+    return CommandResult(command, -1, out.text(), err.text(), time.monotonic() - started)
 
 
 def _last_line(out: _Tail, err: _Tail) -> str:

@@ -1,10 +1,13 @@
-"""The gate before each drain: capacity, pause, maintenance window, rollout deadline.
+"""The gate before each drain: an operator's pause, the rollout's deadline, the maintenance window,
+then capacity. It answers the host pipeline's question and writes nothing but the capacity claim;
+when it holds a host for the window, the coordinator pauses the rollout (PauseCause.WINDOW).
 
 Capacity: before a server is drained, the pool's live state is read from the load balancer. The
 servers in service that would remain (not counting this one, nor the ones this rollout already took
 out, and with every server that is down for reasons of its own already missing) must stay at or above
 the floor: the larger of `min_healthy` and (pool size - `max_unavailable`). Percentages of the pool:
-`min_healthy` rounds up, `max_unavailable` rounds down but allows at least one server.
+`min_healthy` rounds up, `max_unavailable` rounds down but allows at least one server. The check and
+the claim are one transaction in the store, so two hosts of a batch never both take the last slot.
 """
 
 from __future__ import annotations
@@ -13,34 +16,30 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-from orchestrator.adapters.loadbalancers.base import LoadBalancer, ServerState
-from orchestrator.engine.pipeline import GateDecision, Hold, Proceed, Refuse
-from orchestrator.model.plan import capacity_floor_of, expected_host_seconds
+from orchestrator.adapters.loadbalancers.base import LoadBalancer
+from orchestrator.engine.host.decisions import GateDecision, Hold, Proceed, Refuse
+from orchestrator.engine.rollout.capacity import may_drain, pool_picture
+from orchestrator.engine.rollout.ports import RolloutStore
+from orchestrator.model.plan import expected_host_seconds
+from orchestrator.model.records import Rollout
 from orchestrator.model.spec import HostSpec, RolloutSpec
 from orchestrator.model.states import HostState, PauseCause, RolloutState
-from orchestrator.store.db import Store
+
+HELD_BY_THE_ROLLOUT = frozenset(
+    {RolloutState.ABORTING, RolloutState.ROLLING_BACK, RolloutState.AWAITING_APPROVAL}
+)
 
 
-def capacity_floor(spec: RolloutSpec, pool_size: int) -> int:
-    return capacity_floor_of(spec.min_healthy, spec.max_unavailable, pool_size)
-
-
-def may_drain(servers: list[ServerState], server: str, ours_out: set[str], floor: int) -> tuple[bool, str]:
-    """(allowed, what the pool looks like). ``ours_out``: servers this rollout already took out."""
-    in_service = {s.server for s in servers if s.in_service} - ours_out
-    remaining = len(in_service - {server})
-    out = sorted(s.server for s in servers if not s.in_service)
-    picture = f"{len(in_service)} of {len(servers)} servers in service, floor {floor}"
-    if out:
-        picture += f"; out of service: {', '.join(out)}"
-    return remaining >= floor, picture
-
-
-class StoreControls:
-    """Controls for one rollout, answered from the store and the live load balancer."""
+class Gate:
+    """The Controls of one rollout's hosts, answered from the store and the live load balancer."""
 
     def __init__(
-        self, store: Store, spec: RolloutSpec, lb: LoadBalancer, *, clock: Callable[[], float] = time.time
+        self,
+        store: RolloutStore,
+        spec: RolloutSpec,
+        lb: LoadBalancer,
+        *,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.store = store
         self.spec = spec
@@ -58,34 +57,27 @@ class StoreControls:
         rollout = self.store.rollout(self.spec.rollout_id)
         assert rollout is not None
         if not rollback:
-            waiting = self._rollout_gates(
-                rollout.state, rollout.pause_cause, rollout.reason, rollout.started_at
-            )
+            waiting = self._rollout_gates(rollout)
             if waiting is not None:
                 return waiting
-        return self._claim(host, rollback)
+        return self._claim(host)
 
-    def _rollout_gates(
-        self, state: RolloutState, cause: PauseCause | None, reason: str, started_at: float | None
-    ) -> GateDecision | None:
-        if state is RolloutState.PAUSED and cause is not PauseCause.WINDOW:
-            return Hold(f"the rollout to be resumed ({reason})", 1.0)
-        if state in (RolloutState.ABORTING, RolloutState.ROLLING_BACK, RolloutState.AWAITING_APPROVAL):
-            return Hold(f"the rollout ({state.value})", 1.0)
+    def _rollout_gates(self, rollout: Rollout) -> GateDecision | None:
+        if rollout.state is RolloutState.PAUSED and rollout.pause_cause is not PauseCause.WINDOW:
+            return Hold(f"the rollout to be resumed ({rollout.reason})", 1.0)
+        if rollout.state in HELD_BY_THE_ROLLOUT:
+            return Hold(f"the rollout ({rollout.state.value})", 1.0)
         deadline = self.spec.deadlines.rollout
-        if deadline and started_at and self.clock() - started_at > deadline:
+        if deadline and rollout.started_at and self.clock() - rollout.started_at > deadline:
             return Refuse(f"the rollout deadline ({deadline:g}s) passed before this host could start")
         if self.spec.window is not None:
             return self._window()
         return None
 
     def _window(self) -> GateDecision | None:
-        """Hold with the cause WINDOW when the window has less time left than a host needs; the
-        coordinator pauses the rollout for it (and resumes it when a host passes). Writes nothing."""
-        from orchestrator.model.windows import parse_window
-
+        """Hold with the cause WINDOW when the window has less time left than a host needs."""
         assert self.spec.window is not None
-        window = parse_window(self.spec.window.timezone, self.spec.window.allowed)
+        window = self.spec.window.parsed()
         at = datetime.fromtimestamp(self.clock(), UTC)
         need = expected_host_seconds(self.spec, self._past_durations())
         left = window.time_left(at).total_seconds()
@@ -110,19 +102,19 @@ class StoreControls:
         done = {h.name for h in self.store.hosts(self.spec.rollout_id) if h.state is HostState.SUCCEEDED}
         return [max(v) - min(v) for k, v in spans.items() if k in done]
 
-    def _claim(self, host: HostSpec, rollback: bool) -> GateDecision:
-        picture = ""
+    def _claim(self, host: HostSpec) -> GateDecision:
+        seen = ""
 
         def decide(ours_out: set[str]) -> bool:
-            nonlocal picture
+            nonlocal seen
             if self.spec.max_unavailable is None and self.spec.min_healthy is None:
                 return True
             servers = self.lb.servers()
-            out_servers = {self.spec.hosts[h].lb_server for h in ours_out if h in self.spec.hosts}
-            floor = capacity_floor(self.spec, len(servers))
-            allowed, picture = may_drain(servers, host.lb_server, out_servers, floor)
-            return allowed
+            taken = {self.spec.hosts[h].lb_server for h in ours_out if h in self.spec.hosts}
+            capacity = pool_picture(servers, self.spec, taken)
+            seen = capacity.describe()
+            return may_drain(capacity, host.lb_server)
 
         if self.store.claim_start(self.spec.rollout_id, host.name, HostState.DRAINING, decide):
             return Proceed()
-        return Hold(f"capacity ({picture})", 1.0, capacity=True)
+        return Hold(f"capacity ({seen})", 1.0, capacity=True)

@@ -1,4 +1,4 @@
-"""Reading the user's files into a RolloutSpec, and the preflight that runs before anything changes."""
+"""From the user's files to a rollout the workers run: load and resolve, preflight, store, enqueue."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import secrets
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Protocol
 
 from orchestrator.engine.wiring import Runtime
 from orchestrator.errors import OrchestratorError, RolloutRefused
@@ -13,6 +14,16 @@ from orchestrator.model.inventory import load_inventory
 from orchestrator.model.playbook import load_playbook
 from orchestrator.model.resolve import Files, resolve
 from orchestrator.model.spec import RolloutSpec
+
+
+class Launcher(Protocol):
+    """How a stored rollout is handed to the workers (a Celery message, or a direct call in tests)."""
+
+    def start(self, rollout_id: str) -> None: ...
+
+
+class RolloutCreator(Protocol):
+    def create_rollout(self, spec: RolloutSpec, *, stale_after: float = 600.0) -> None: ...
 
 
 def new_rollout_id() -> str:
@@ -63,3 +74,26 @@ def preflight(spec: RolloutSpec, runtime: Runtime) -> list[str]:
     if problems:
         raise RolloutRefused("preflight failed, nothing was changed:\n  " + "\n  ".join(problems))
     return [f"{h.name}: {known[h.lb_server].status}, ssh ok" for h in spec.hosts.values()]
+
+
+def submit(store: RolloutCreator, launcher: Launcher, spec: RolloutSpec, *, stale_after: float) -> str:
+    """Store the rollout (taking its pool's lock, or refusing) and hand it to the workers."""
+    store.create_rollout(spec, stale_after=stale_after)
+    launcher.start(spec.rollout_id)
+    return spec.rollout_id
+
+
+def start_from_files(
+    store: RolloutCreator,
+    runtime: Runtime,
+    launcher: Launcher,
+    playbook: Path,
+    inventory: Path,
+    hosts: tuple[str, ...],
+    *,
+    stale_after: float,
+) -> str:
+    """What a schedule does when it comes due (inside a worker): validate again, preflight, submit."""
+    spec = load_spec(playbook, inventory, rollout_id=new_rollout_id(), hosts=hosts)
+    preflight(spec, runtime)
+    return submit(store, launcher, spec, stale_after=stale_after)

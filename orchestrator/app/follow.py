@@ -1,0 +1,77 @@
+"""Following a rollout to its end, as `run` and `resume` do: every step as it ends, every pause and
+its lifting; and picking up a rollout whose workers are gone."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from orchestrator.display import printable
+from orchestrator.engine.rollout import operations, recovery
+from orchestrator.engine.rollout.ports import RolloutStore, Scheduler
+from orchestrator.errors import InputError
+from orchestrator.model.records import HostStatus, Rollout, Step
+from orchestrator.model.states import ROLLOUT_DONE, RolloutState
+
+Emit = Callable[[str], None]
+
+
+class RolloutReader(Protocol):
+    def rollout(self, rollout_id: str) -> Rollout | None: ...
+    def rollouts(self, *, limit: int = 50) -> list[Rollout]: ...
+    def hosts(self, rollout_id: str) -> list[HostStatus]: ...
+    def steps(self, rollout_id: str, *, after: int = 0) -> list[Step]: ...
+
+
+@dataclass(frozen=True)
+class Outcome:
+    rollout: Rollout
+    hosts: list[HostStatus]
+    steps: list[Step]
+
+
+def step_line(step: Step) -> str:
+    took = (step.ended_at or time.time()) - step.started_at
+    mark = {"ok": "ok", "failed": "FAILED"}.get(step.outcome, step.outcome)
+    return printable(f"  {step.host:<10} {step.step:<12} {mark:<6} {took:7.2f}s  {step.detail}")
+
+
+def follow(store: RolloutReader, rollout_id: str, emit: Emit, *, interval: float = 0.1) -> Outcome:
+    """Print each step as it ends, and each change of the rollout's state, until it is over."""
+    shown: set[int] = set()
+    last_state: tuple[RolloutState, str] | None = None
+    while True:
+        rollout = store.rollout(rollout_id)
+        assert rollout is not None
+        for step in store.steps(rollout_id):
+            if step.ended_at is not None and step.id not in shown:
+                shown.add(step.id)
+                emit(step_line(step))
+        if (rollout.state, rollout.reason) != last_state and rollout.state is RolloutState.PAUSED:
+            emit(printable(f"  PAUSED: {rollout.reason}"))
+        elif last_state and last_state[0] is RolloutState.PAUSED and rollout.state is RolloutState.RUNNING:
+            emit("  running again")
+        last_state = (rollout.state, rollout.reason)
+        if rollout.state in ROLLOUT_DONE:
+            return Outcome(rollout, store.hosts(rollout_id), store.steps(rollout_id))
+        time.sleep(interval)
+
+
+def known(store: RolloutReader, rollout_id: str) -> Rollout:
+    rollout = store.rollout(rollout_id)
+    if rollout is None:
+        latest = ", ".join(r.id for r in store.rollouts(limit=5)) or "none"
+        raise InputError(
+            "ROLLOUT",
+            f"no rollout {rollout_id!r} in the store",
+            f"one of the latest: {latest} (see `orchestrator history`)",
+        )
+    return rollout
+
+
+def pick_up(store: RolloutStore, scheduler: Scheduler, rollout_id: str, actor: str) -> list[str]:
+    """`orchestrator resume`: lift a pause (recorded with who did it) and restart what stalled."""
+    operations.unpause(store, rollout_id, actor)
+    return recovery.restart(store, scheduler, rollout_id, actor=actor)

@@ -1,0 +1,57 @@
+"""The composition root: what one process of the orchestrator is made of, built once, by its entry
+point (the CLI's command, a worker), from the settings.
+
+    Settings -> Store (opened once: migrations run once) -> Runtime (adapters, connection pools)
+             -> the Celery app configured for the broker (in memory without one) -> its scheduler
+
+Celery tasks run inside a process that built its context first and reach it through ``current()``.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from orchestrator.config import Settings, load_settings
+from orchestrator.engine.wiring import Runtime
+from orchestrator.store.db import Store
+from orchestrator.workflows.app import CeleryScheduler, configure
+
+
+@dataclass
+class Context:
+    settings: Settings
+    store: Store
+    runtime: Runtime
+    scheduler: CeleryScheduler
+
+    def store_opener(self) -> Callable[[], Store]:
+        """A fresh store over the same database, for a reader that reopens after a failure (metrics)."""
+        url = self.settings.database_url
+        return lambda: Store(url)
+
+    def close(self) -> None:
+        self.runtime.close()
+        self.store.engine.dispose()
+
+
+_lock = threading.Lock()
+_current: Context | None = None
+
+
+def build(settings: Settings | None = None) -> Context:
+    """This process's context, made on the first call (later calls with the same settings return it)."""
+    global _current
+    settings = settings or load_settings()
+    with _lock:
+        if _current is not None and _current.settings == settings:
+            return _current
+        app = configure(settings)
+        _current = Context(settings, Store(settings.database_url), Runtime(), CeleryScheduler(app))
+        return _current
+
+
+def current() -> Context:
+    """The context this process built; a worker started without one builds it from the environment."""
+    return _current or build()

@@ -35,6 +35,7 @@ from orchestrator.errors import ConfigError, OrchestratorError
 from orchestrator.model.records import Rollout
 from orchestrator.model.spec import RolloutSpec
 from orchestrator.model.states import ROLLOUT_DONE, HostState, RolloutState
+from orchestrator.retry import RETRIES
 from orchestrator.store.db import Store
 from orchestrator.store.schema import HostRow, RolloutRow, StepRow
 
@@ -341,6 +342,7 @@ class StoreCollector(Collector):
 def registry_for(open_store: Callable[[], Store], **options: Any) -> CollectorRegistry:
     registry = CollectorRegistry(auto_describe=False)
     registry.register(StoreCollector(open_store, **options))
+    registry.register(RETRIES)  # this process's own retries (a worker's adapter calls)
     return registry
 
 

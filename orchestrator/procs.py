@@ -5,10 +5,14 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import socket
 import time
 from pathlib import Path
 
 from orchestrator.errors import ConfigError
+
+# This process, as leases and claims name it: machine and pid, so that a dead local owner can be told.
+OWNER = f"{socket.gethostname()}/{os.getpid()}"
 
 
 def alive(pid: int, comm_prefix: str = "") -> bool:

@@ -1,15 +1,35 @@
 """The one retry policy: transient adapter errors (a refused connection, a reset) are retried a few
-times with backoff; everything else fails at once. Adapters never retry; Celery never autoretries."""
+times with backoff; everything else fails at once. Adapters never retry; Celery never autoretries.
+
+Retries are visible: by default each one is a warning in the log and a count in
+``orchestrator_retries_total{error=...}`` (the error's class: a bounded label), which the worker's
+metrics server exports beside the store's figures."""
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from typing import TypeVar
 
+from prometheus_client import Counter
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, stop_after_delay, wait_exponential
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
+
+RETRIES = Counter(
+    "orchestrator_retries",
+    "Adapter calls retried after a transient error, by the error's kind",
+    ["error"],
+    registry=None,  # registered by the metrics server, not in the global default registry
+)
+
+
+def log_retry(exc: BaseException, attempt: int) -> None:
+    """The default hook: one warning line and one count per retry."""
+    RETRIES.labels(type(exc).__name__).inc()
+    log.warning("retrying after attempt %d failed with a transient error: %s", attempt, exc)
 
 
 def _transient(exc: BaseException) -> bool:
@@ -23,7 +43,7 @@ class RetryPolicy:
         attempts: int = 4,
         max_delay: float = 20.0,
         sleep: Callable[[float], None] = time.sleep,
-        on_retry: Callable[[BaseException, int], None] | None = None,
+        on_retry: Callable[[BaseException, int], None] | None = log_retry,
     ) -> None:
         self._attempts = attempts
         self._max_delay = max_delay

@@ -13,8 +13,9 @@ from pathlib import Path
 
 from orchestrator.errors import OrchestratorError
 from orchestrator.model.windows import to_utc, zone
+from orchestrator.procs import OWNER
 from orchestrator.store.db import Store
-from orchestrator.store.schedules import OWNER, Schedule, claim_due, get_schedule, mark_failed, mark_started
+from orchestrator.store.schedules import Schedule, claim_due, get_schedule, mark_failed, mark_started
 
 log = logging.getLogger(__name__)
 

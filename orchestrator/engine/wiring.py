@@ -9,7 +9,7 @@ from __future__ import annotations
 import threading
 
 from orchestrator.adapters.checks.base import Check
-from orchestrator.adapters.checks.command import CommandCheck
+from orchestrator.adapters.checks.command import RemoteCommandCheck
 from orchestrator.adapters.checks.http import HTTPCheck
 from orchestrator.adapters.checks.tcp import TCPCheck
 from orchestrator.adapters.hypervisors.base import Snapshots
@@ -98,7 +98,7 @@ class Runtime:
             )
         if spec.kind == "tcp":
             return TCPCheck(spec.address, spec.port, name=spec.label, timeout=spec.timeout)
-        return CommandCheck(
+        return RemoteCommandCheck(
             lambda: self.remotes.get(host), secrets.shell(spec.command), name=spec.label, timeout=spec.timeout
         )
 

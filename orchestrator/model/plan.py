@@ -14,10 +14,15 @@ if TYPE_CHECKING:
     from orchestrator.model.spec import RolloutSpec
 
 
+def percent(value: int | str) -> int:
+    """The number in a validated percentage ("25%" -> 25); a bare number is a percentage already."""
+    return int(str(value).rstrip("%"))
+
+
 def batch_size(size: int | str, pool_size: int) -> int:
     """A size from the playbook ("25%" or 3) as a number of hosts, at least one."""
     if isinstance(size, str):
-        return max(1, math.ceil(int(size.rstrip("%")) * pool_size / 100))
+        return max(1, math.ceil(percent(size) * pool_size / 100))
     return size
 
 
@@ -43,7 +48,7 @@ def plan_batches(hosts: Sequence[str], sizes: Sequence[int | str]) -> list[list[
 def _count(value: int | str, pool_size: int, *, round_up: bool) -> int:
     if isinstance(value, int):
         return value
-    exact = int(value.rstrip("%")) * pool_size / 100
+    exact = percent(value) * pool_size / 100
     return math.ceil(exact) if round_up else math.floor(exact)
 
 

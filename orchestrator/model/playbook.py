@@ -261,7 +261,7 @@ Step = Annotated[
     _STEP_CHECK,
 ]
 _CHECK_CHECK, _CHECK_KIND = _kinds("check", {"http": HttpCheck, "tcp": TcpCheck, "command": CommandCheck})
-CheckSpec = Annotated[
+AnyCheck = Annotated[
     Annotated[
         Annotated[HttpCheck, Tag("check http")]
         | Annotated[TcpCheck, Tag("check tcp")]
@@ -295,15 +295,15 @@ class Playbook(Strict):
     drain: Drain = Drain()
     snapshot: Snapshot = Snapshot()
     update: list[Step] = Field(min_length=1)
-    checks: list[CheckSpec] = Field(min_length=1)
+    checks: list[AnyCheck] = Field(min_length=1)
     stabilize: Stabilize = Stabilize()
-    revert_checks: list[CheckSpec] | None = None
+    revert_checks: list[AnyCheck] | None = None
     deadlines: Deadlines = Deadlines()
     window: WindowSpec | None = None
     vars: dict[str, Any] = {}
     secrets: dict[SecretName, SecretSource] = {}
 
-    def old_version_checks(self) -> list[CheckSpec]:
+    def old_version_checks(self) -> list[AnyCheck]:
         """Checks the old version must pass after a revert.
 
         Without ``revert_checks``, reuse ``checks`` but drop what pins the new version (expected JSON
@@ -311,7 +311,7 @@ class Playbook(Strict):
         """
         if self.revert_checks is not None:
             return list(self.revert_checks)
-        result: list[CheckSpec] = []
+        result: list[AnyCheck] = []
         for check in self.checks:
             if isinstance(check, HttpCheck):
                 spec = check.http.model_copy(update={"json_fields": None, "contains": None})

@@ -84,8 +84,7 @@ def _secrets(
     return found
 
 
-def _ssh(name: str, host: Host, pool: Pool, pool_name: str, files: Files) -> SSHSpec:
-    ssh = host.ssh.over(pool.ssh.over(DEFAULT_SSH))
+def _ssh(name: str, host: Host, pool: Pool, pool_name: str, ssh: SSHConfig, files: Files) -> SSHSpec:
     loc = ("pools", pool_name, "hosts", name)
     for field in ("key", "known_hosts"):
         path = getattr(ssh, field)
@@ -214,7 +213,7 @@ def _http(
     )
 
 
-def _checks(checks: Sequence[pb.CheckSpec], key: str, ctx: dict[str, Any], files: Files) -> list[CheckSpec]:
+def _checks(checks: Sequence[pb.AnyCheck], key: str, ctx: dict[str, Any], files: Files) -> list[CheckSpec]:
     result: list[CheckSpec] = []
     for i, check in enumerate(checks):
         if isinstance(check, pb.HttpCheck):
@@ -305,11 +304,12 @@ def _host(
 ) -> HostSpec:
     pool_name = playbook.pool
     pool = inventory.pools[pool_name]
-    ssh = _ssh(name, host, pool, pool_name, files)
+    merged = host.ssh.over(pool.ssh.over(DEFAULT_SSH))  # the host's fields, then the pool's, then defaults
+    ssh = _ssh(name, host, pool, pool_name, merged, files)
     ctx = _host_context(
         name,
         host,
-        host.ssh.over(pool.ssh.over(DEFAULT_SSH)),
+        merged,
         pool_name,
         pool,
         inventory,

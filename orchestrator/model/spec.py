@@ -10,18 +10,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict
-
+from orchestrator.model.base import Strict
 from orchestrator.model.inventory import CommandSnapshotConfig, HAProxyConfig, LibvirtConfig, NoSnapshots
 from orchestrator.model.playbook import Deadlines, FailureBudget, Sessions, WindowSpec
 from orchestrator.model.secrets import SecretSpec
 
 
-class Frozen(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class SSHSpec(Frozen):
+class SSHSpec(Strict):
     address: str
     port: int
     user: str
@@ -30,7 +25,7 @@ class SSHSpec(Frozen):
     connect_timeout: float
 
 
-class StepSpec(Frozen):
+class StepSpec(Strict):
     kind: Literal["run", "upload"]
     label: str  # what it does, for progress lines and the journal (secrets as tokens)
     timeout: float
@@ -40,7 +35,7 @@ class StepSpec(Frozen):
     mode: int | None = None
 
 
-class CheckSpec(Frozen):
+class CheckSpec(Strict):
     kind: Literal["http", "tcp", "command"]
     label: str
     timeout: float
@@ -54,7 +49,7 @@ class CheckSpec(Frozen):
     command: str = ""
 
 
-class HostSpec(Frozen):
+class HostSpec(Strict):
     name: str
     address: str
     domain: str
@@ -69,7 +64,7 @@ class HostSpec(Frozen):
     session_warn: str = ""  # rendered drain.sessions.warn
 
 
-class RolloutSpec(Frozen):
+class RolloutSpec(Strict):
     rollout_id: str
     name: str
     pool: str

@@ -11,8 +11,6 @@ or records ``failed`` and why. ``cancelled`` is an operator's doing, possible on
 
 from __future__ import annotations
 
-import os
-import socket
 from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -23,11 +21,10 @@ from sqlalchemy import Boolean, Float, Index, Integer, String, Text, select, upd
 from sqlalchemy.orm import Mapped, mapped_column
 
 from orchestrator.errors import InputError
+from orchestrator.procs import OWNER
 from orchestrator.store import db
 from orchestrator.store.db import Store
 from orchestrator.store.schema import Base
-
-OWNER = f"{socket.gethostname()}/{os.getpid()}"
 
 
 class ScheduleState(StrEnum):

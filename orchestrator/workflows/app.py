@@ -56,7 +56,7 @@ class CeleryScheduler:
     def __init__(self, celery: Celery = app) -> None:
         self.celery = celery
 
-    def tick(self, rollout_id: str, host: str, token: str, delay: float = 0.0) -> None:
+    def send_tick(self, rollout_id: str, host: str, token: str, delay: float = 0.0) -> None:
         self.celery.send_task(
             "orchestrator.host_tick", (rollout_id, host, token), countdown=delay if delay > 0 else None
         )

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from orchestrator.adapters.checks.base import CheckResult
-from orchestrator.adapters.checks.command import CommandCheck
+from orchestrator.adapters.checks.command import RemoteCommandCheck
 from orchestrator.adapters.checks.http import HTTPCheck
 from orchestrator.adapters.checks.tcp import TCPCheck
 from orchestrator.adapters.remote.base import Remote
@@ -138,15 +138,19 @@ def host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabHost]:
 def test_command_check_over_ssh(host: LabHost, tmp_path: Path) -> None:
     with SSHPool() as pool:
         flag = tmp_path / "ready"
-        check = CommandCheck(lambda: pool.get(host.target), f"test -f {flag} && echo ready", name="ready")
+        check = RemoteCommandCheck(
+            lambda: pool.get(host.target), f"test -f {flag} && echo ready", name="ready"
+        )
         assert check.name == "ready"
         assert check.probe() == CheckResult(False, "exit 1")
         flag.touch()
         assert check.probe() == CheckResult(True, "exit 0: ready")
-        failing = CommandCheck(pool.get(host.target), "echo starting; echo 'db unreachable' >&2; exit 3")
+        failing = RemoteCommandCheck(
+            pool.get(host.target), "echo starting; echo 'db unreachable' >&2; exit 3"
+        )
         assert failing.probe() == CheckResult(False, "exit 3: db unreachable")
         pid_file = tmp_path / "pid"
-        slow = CommandCheck(pool.get(host.target), f"echo $$ > {pid_file}; exec sleep 10", timeout=0.3)
+        slow = RemoteCommandCheck(pool.get(host.target), f"echo $$ > {pid_file}; exec sleep 10", timeout=0.3)
         result = slow.probe()
         with contextlib.suppress(OSError, ValueError):  # sshd leaves a timed-out command running
             os.kill(int(pid_file.read_text()), signal.SIGKILL)
@@ -157,7 +161,7 @@ def test_command_check_over_ssh(host: LabHost, tmp_path: Path) -> None:
 
 def test_command_check_unreachable_host_is_unhealthy(host: LabHost) -> None:
     down = dataclasses.replace(host.target, port=free_port(ADDRESS))
-    result = CommandCheck(lambda: SSHRemote.connect(down), "true").probe()
+    result = RemoteCommandCheck(lambda: SSHRemote.connect(down), "true").probe()
     assert not result.ok
     assert result.detail.startswith("ssh failed: cannot connect to app1") and "refused" in result.detail
 
@@ -170,5 +174,5 @@ def test_command_check_does_not_hide_host_key_problems(host: LabHost, tmp_path: 
         return SSHRemote.connect(dataclasses.replace(host.target, known_hosts=empty))
 
     with pytest.raises(HostKeyError):
-        CommandCheck(connect, "true").probe()
+        RemoteCommandCheck(connect, "true").probe()
     assert issubclass(HostKeyError, RemoteError)

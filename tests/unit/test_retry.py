@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 
 from orchestrator.errors import (
@@ -100,3 +102,21 @@ def test_transient_then_permanent_stops_at_the_permanent_one() -> None:
         policy(sleeps).call(fn)
     assert raised.value is permanent
     assert (fn.calls, len(sleeps)) == (2, 1)
+
+
+def test_retries_are_logged_and_counted_by_default(caplog: pytest.LogCaptureFixture) -> None:
+    from orchestrator.retry import RETRIES
+
+    before = RETRIES.labels("LoadBalancerError")._value.get()
+    calls = iter([LoadBalancerError("socket gone", transient=True), None])
+
+    def flaky() -> str:
+        error = next(calls)
+        if error is not None:
+            raise error
+        return "ok"
+
+    with caplog.at_level(logging.WARNING, logger="orchestrator.retry"):
+        assert RetryPolicy(sleep=lambda _: None).call(flaky) == "ok"
+    assert RETRIES.labels("LoadBalancerError")._value.get() == before + 1
+    assert "retrying after attempt 1 failed with a transient error: socket gone" in caplog.text

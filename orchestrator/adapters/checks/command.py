@@ -9,7 +9,7 @@ from orchestrator.adapters.remote.base import Remote
 from orchestrator.errors import CommandTimeout, HostKeyError, RemoteError
 
 
-class CommandCheck:
+class RemoteCommandCheck:
     def __init__(
         self,
         remote: Remote | Callable[[], Remote],

@@ -14,7 +14,6 @@ in production, a direct call in tests). Crash safety rests on three things in th
 from __future__ import annotations
 
 import logging
-import os
 import socket
 
 from orchestrator.engine.host.machine import HostPipeline
@@ -35,12 +34,11 @@ from orchestrator.errors import OrchestratorError
 from orchestrator.model.progress import Progress
 from orchestrator.model.records import Rollout
 from orchestrator.model.states import ACTIVE, ROLLOUT_DONE, TERMINAL, HostState, PauseCause, RolloutState
-from orchestrator.procs import alive
+from orchestrator.procs import OWNER, alive
 
 log = logging.getLogger(__name__)
 
 LEASE = 60.0  # seconds a tick may act on a host before its claim must be renewed
-OWNER = f"{socket.gethostname()}/{os.getpid()}"
 RUNNING_ONLY = frozenset({RolloutState.RUNNING})
 
 
@@ -88,7 +86,7 @@ def enqueue(
     store: RolloutStore, scheduler: Scheduler, rollout_id: str, host: str, delay: float = 0.0
 ) -> None:
     """Start (or restart) the host's one tick chain."""
-    scheduler.tick(rollout_id, host, store.new_token(rollout_id, host), delay)
+    scheduler.send_tick(rollout_id, host, store.new_token(rollout_id, host), delay)
 
 
 def start(store: RolloutStore, scheduler: Scheduler, rollout_id: str) -> None:
@@ -119,7 +117,9 @@ def tick(
     if claimed == "stale":
         return  # a duplicate or superseded delivery: the current chain goes on without it
     if claimed == "busy":
-        scheduler.tick(rollout_id, host, token, 1.0)  # someone is acting on it right now: look again later
+        scheduler.send_tick(
+            rollout_id, host, token, 1.0
+        )  # someone is acting on it right now: look again later
         return
     status = store.host(rollout_id, host)
     delay: float | None = None

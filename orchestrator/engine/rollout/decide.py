@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from orchestrator.model.plan import percent
 from orchestrator.model.spec import RolloutSpec
 from orchestrator.model.states import FAILURES, TERMINAL, HostState, RolloutState
 
@@ -61,8 +62,7 @@ RolloutDecision = KeepWaiting | StartBatch | AwaitApproval | RollBackHost | Fini
 
 def within_budget(spec: RolloutSpec, failures: int, total: int) -> bool:
     budget = spec.failure_budget
-    percent = int(str(budget.percent).rstrip("%"))
-    return failures <= budget.count and failures <= math.floor(percent * total / 100)
+    return failures <= budget.count and failures <= math.floor(percent(budget.percent) * total / 100)
 
 
 def _failure_text(hosts: list[HostView]) -> str:

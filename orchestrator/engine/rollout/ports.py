@@ -14,7 +14,7 @@ from orchestrator.model.states import HostState, PauseCause, RolloutState
 class Scheduler(Protocol):
     """How the next tick of a host is delivered: a Celery task with a countdown, or a direct call."""
 
-    def tick(self, rollout_id: str, host: str, token: str, delay: float = 0.0) -> None: ...
+    def send_tick(self, rollout_id: str, host: str, token: str, delay: float = 0.0) -> None: ...
 
 
 class RolloutStore(Protocol):

@@ -114,8 +114,11 @@ def safe_url(url: str) -> str:
 
 
 class Store:
-    def __init__(self, url: str, *, setting: str = "ORCH_DATABASE_URL") -> None:
+    def __init__(
+        self, url: str, *, setting: str = "ORCH_DATABASE_URL", clock: Callable[[], float] | None = None
+    ) -> None:
         self.url = url
+        self.now = clock or now  # every timestamp the store writes or compares against
         where = f"{setting}: {safe_url(url)}"
         try:
             self.engine = make_engine(url)
@@ -144,7 +147,7 @@ class Store:
         A lock whose rollout made no progress for ``stale_after`` seconds is stale: it is taken over,
         unless that rollout still has a host in flight (out of its pool), which only `resume` may finish.
         """
-        t = now()
+        t = self.now()
         with self.session() as s:
             lock = s.get(PoolLockRow, spec.pool, with_for_update=True)
             if lock is not None:
@@ -257,7 +260,7 @@ class Store:
                 return False
             if current is to and (to is not RolloutState.PAUSED or row.pause_cause == cause):
                 return False
-            _transition(s, row, to, now(), reason=reason, cause=cause)
+            _transition(s, row, to, self.now(), reason=reason, cause=cause)
             return True
 
     def last_progress(self, rollout_id: str, at: float) -> float:
@@ -276,7 +279,7 @@ class Store:
 
     def record_action(self, rollout_id: str, action: str, actor: str, detail: str = "") -> None:
         with self.session() as s:
-            s.add(ActionRow(rollout_id=rollout_id, action=action, actor=actor, at=now(), detail=detail))
+            s.add(ActionRow(rollout_id=rollout_id, action=action, actor=actor, at=self.now(), detail=detail))
 
     def actions(self, rollout_id: str) -> list[tuple[float, str, str, str]]:
         with self.session() as s:
@@ -338,7 +341,7 @@ class Store:
                 check_transition(current, state)
             row.state = state.value
             row.progress_json = json.dumps(progress.to_json())
-            row.updated_at = now()
+            row.updated_at = self.now()
 
     def claim_start(
         self, rollout_id: str, name: str, to: HostState, decide: Callable[[set[str]], bool]
@@ -359,7 +362,7 @@ class Store:
                 return False
             check_transition(HostState(row.state), to)
             row.state = to.value
-            row.updated_at = now()
+            row.updated_at = self.now()
             return True
 
     def move_host_to_batch(self, rollout_id: str, name: str, batch: int) -> None:
@@ -384,7 +387,7 @@ class Store:
             for row in rows:
                 check_transition(HostState(row.state), HostState.SKIPPED)
                 row.state = HostState.SKIPPED.value
-                row.updated_at = now()
+                row.updated_at = self.now()
             return [r.name for r in rows]
 
     def reacquire_pool(self, rollout_id: str, pool: str) -> None:
@@ -397,7 +400,7 @@ class Store:
                     f"roll back {rollout_id} once it is over"
                 )
             if lock is None:
-                s.add(PoolLockRow(pool=pool, rollout_id=rollout_id, acquired_at=now()))
+                s.add(PoolLockRow(pool=pool, rollout_id=rollout_id, acquired_at=self.now()))
 
     # leases and tick tokens
     def new_token(self, rollout_id: str, name: str) -> str:
@@ -408,7 +411,7 @@ class Store:
             s.execute(
                 update(HostRow)
                 .where(HostRow.rollout_id == rollout_id, HostRow.name == name)
-                .values(token=token, updated_at=now())
+                .values(token=token, updated_at=self.now())
             )
         return token
 
@@ -424,7 +427,7 @@ class Store:
     ) -> str:
         """Take the host's lease for one tick: "claimed"; "stale" when the token is not the current one
         (a duplicate delivery); "busy" when another live owner holds the lease."""
-        t = now()
+        t = self.now()
         with self.session() as s:
             row = s.get(HostRow, (rollout_id, name), with_for_update=True)
             if row is None or row.token != token:
@@ -441,7 +444,7 @@ class Store:
             s.execute(
                 update(HostRow)
                 .where(HostRow.rollout_id == rollout_id, HostRow.name == name, HostRow.lease_owner == owner)
-                .values(lease_until=now() + seconds)
+                .values(lease_until=self.now() + seconds)
             )
 
     def release_host(self, rollout_id: str, name: str, owner: str) -> None:
@@ -459,7 +462,7 @@ class Store:
         also pending hosts whose tick chain was started (a token) but whose first tick never came (its
         message lost between the batch's claim and the broker): those get twice as long, since a host
         waiting at its gate saves progress only at every look (up to a minute apart)."""
-        t = now()
+        t = self.now()
         done = [x.value for x in TERMINAL] + [HostState.PENDING.value]
         with self.session() as s:
             rows = s.scalars(
@@ -495,7 +498,12 @@ class Store:
                 + 1
             )
             row = StepRow(
-                rollout_id=rollout_id, host=host, step=step, attempt=attempt, started_at=now(), detail=detail
+                rollout_id=rollout_id,
+                host=host,
+                step=step,
+                attempt=attempt,
+                started_at=self.now(),
+                detail=detail,
             )
             s.add(row)
             s.flush()
@@ -513,7 +521,7 @@ class Store:
     ) -> None:
         with self.session() as s:
             values: dict[str, Any] = {
-                "ended_at": now(),
+                "ended_at": self.now(),
                 "outcome": outcome,
                 "work": work,
                 "exit_code": exit_code,

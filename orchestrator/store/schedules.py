@@ -22,7 +22,6 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from orchestrator.errors import InputError
 from orchestrator.procs import OWNER
-from orchestrator.store import db
 from orchestrator.store.db import Store
 from orchestrator.store.schema import Base
 
@@ -88,7 +87,7 @@ def add_schedule(
             run_at=run_at,
             next_window=next_window,
             created_by=created_by,
-            created_at=db.now(),
+            created_at=store.now(),
             state=ScheduleState.SCHEDULED.value,
             rollout_id=None,
             detail=detail,
@@ -119,7 +118,7 @@ def list_schedules(
 def cancel_schedule(store: Store, schedule_id: int, actor: str) -> Schedule:
     """Cancel a schedule that has not started; InputError (exit 2) for an unknown id or one that has
     already started, failed or been cancelled."""
-    detail = f"cancelled by {actor} at {_iso(db.now())}"
+    detail = f"cancelled by {actor} at {_iso(store.now())}"
     with store.session() as s:
         result = s.execute(
             update(ScheduleRow)

@@ -227,6 +227,7 @@ def status_view(store: Store, rollout: Rollout, servers: Callable[[], list[Serve
         "state",
         Text.assemble(
             (rollout.state.value, "bold"),
+            (f" ({rollout.pause_cause.value})" if rollout.pause_cause else "", "bold"),
             printable(f" after {_elapsed(took)}" + (f": {rollout.reason}" if rollout.reason else "")),
         ),
     )

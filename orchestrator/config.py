@@ -24,6 +24,7 @@ class Settings:
         30.0  # a host in flight with no progress this long, and nobody holding it, is resumed
     )
     lock_stale_after: float = 600.0  # a pool lock whose rollout made no progress this long may be taken over
+    store_outage_budget: float = 600.0  # how long the engine waits for a store that does not answer
 
     @property
     def in_process(self) -> bool:
@@ -69,5 +70,6 @@ def load_settings(env: Mapping[str, str] | None = None, **overrides: object) -> 
         reconcile_every=_number(env, "ORCH_RECONCILE_EVERY", Settings.reconcile_every),
         reconcile_after=_number(env, "ORCH_RECONCILE_AFTER", Settings.reconcile_after),
         lock_stale_after=_number(env, "ORCH_LOCK_STALE_AFTER", Settings.lock_stale_after),
+        store_outage_budget=_number(env, "ORCH_STORE_OUTAGE_BUDGET", Settings.store_outage_budget),
     )
     return replace(settings, **{k: v for k, v in overrides.items() if v is not None})  # type: ignore[arg-type]

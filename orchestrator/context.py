@@ -3,6 +3,7 @@ point (the CLI's command, a worker), from the settings.
 
     Settings -> Store (opened once: migrations run once) -> Runtime (adapters, connection pools)
              -> the Celery app configured for the broker (in memory without one) -> its scheduler
+    The engine gets the store wrapped in PatientStore: it waits out an outage instead of failing.
 
 Celery tasks run inside a process that built its context first and reach it through ``current()``.
 """
@@ -14,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from orchestrator.config import Settings, load_settings
+from orchestrator.engine.rollout.outage import PatientStore
 from orchestrator.engine.wiring import Runtime
 from orchestrator.store.db import Store
 from orchestrator.workflows.app import CeleryScheduler, configure
@@ -22,9 +24,10 @@ from orchestrator.workflows.app import CeleryScheduler, configure
 @dataclass
 class Context:
     settings: Settings
-    store: Store
+    store: Store  # fails fast: what the CLI reads (an outage is one line, exit 3)
     runtime: Runtime
     scheduler: CeleryScheduler
+    engine_store: PatientStore  # the same store for the engine: waits out an outage within its budget
 
     def store_opener(self) -> Callable[[], Store]:
         """A fresh store over the same database, for a reader that reopens after a failure (metrics)."""
@@ -48,7 +51,9 @@ def build(settings: Settings | None = None) -> Context:
         if _current is not None and _current.settings == settings:
             return _current
         app = configure(settings)
-        _current = Context(settings, Store(settings.database_url), Runtime(), CeleryScheduler(app))
+        store = Store(settings.database_url)
+        patient = PatientStore(store, budget=settings.store_outage_budget)
+        _current = Context(settings, store, Runtime(), CeleryScheduler(app), patient)
         return _current
 
 

@@ -11,6 +11,7 @@
     │   │   ├── CommandTimeout        a remote command outlived its timeout (``result``: its output so far)
     │   │   └── CommandFailed         a command ran and exited non-zero (``result``)
     │   └── CheckError            a health check could not even be run (not "unhealthy")
+    ├── StoreUnavailable      the store does not answer (down, failing over, disk full): wait (exit 3)
     ├── StateError            an illegal host or rollout state transition
     └── RolloutRefused        the rollout may not start (preflight, lock)
 
@@ -97,6 +98,15 @@ class CommandFailed(RemoteError):
 
 class CheckError(AdapterError):
     pass
+
+
+class StoreUnavailable(OrchestratorError):
+    """The store does not answer now: a lost or refused connection, a server restarting or failing over
+    (answering read-only), a lock or serialization timeout, SQLite's disk full or file read-only. Not a
+    bug and not the user's input: the engine waits it out within its outage budget."""
+
+    exit_code = 3
+    transient = True
 
 
 class StateError(OrchestratorError):

@@ -324,11 +324,18 @@ class StoreCollector(Collector):
             reading = read_store(self._store_or_open(), at, self._step_window)
         except Exception as exc:  # any database failure: the scrape still answers, saying so
             self._note({"": f"metrics: cannot read the store: {exc}"})
+            self._drop_store()  # a database recreated or failed over is reopened at the next scrape
             yield GaugeMetricFamily("orchestrator_store_up", "1 if the orchestrator's store could be read", 0)
             return
         live, errors = read_loadbalancers(reading, self._servers)
         self._note(errors)
         yield from families(reading, live, at)
+
+    def _drop_store(self) -> None:
+        with self._lock:
+            store, self._store = self._store, None
+        if store is not None:
+            store.engine.dispose()
 
     def _note(self, errors: dict[str, str]) -> None:
         """Log each error once when it starts or changes, not on every scrape."""

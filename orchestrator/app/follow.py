@@ -11,7 +11,7 @@ from typing import Protocol
 from orchestrator.display import printable
 from orchestrator.engine.rollout import operations, recovery
 from orchestrator.engine.rollout.ports import RolloutStore, Scheduler
-from orchestrator.errors import InputError
+from orchestrator.errors import InputError, StoreUnavailable
 from orchestrator.model.records import HostStatus, Rollout, Step
 from orchestrator.model.states import ROLLOUT_DONE, RolloutState
 
@@ -39,13 +39,26 @@ def step_line(step: Step) -> str:
 
 
 def follow(store: RolloutReader, rollout_id: str, emit: Emit, *, interval: float = 0.1) -> Outcome:
-    """Print each step as it ends, and each change of the rollout's state, until it is over."""
+    """Print each step as it ends, and each change of the rollout's state, until it is over. A store
+    that stops answering is one line when it goes and one when it is back: the rollout holds meanwhile."""
     shown: set[int] = set()
     last_state: tuple[RolloutState, str] | None = None
+    down_since: float | None = None
     while True:
-        rollout = store.rollout(rollout_id)
+        try:
+            rollout = store.rollout(rollout_id)
+            steps = store.steps(rollout_id)
+        except StoreUnavailable as exc:
+            if down_since is None:
+                down_since = time.monotonic()
+                emit(printable(f"  the store does not answer ({exc}); waiting: every host holds where it is"))
+            time.sleep(max(interval, 0.5))
+            continue
+        if down_since is not None:
+            emit(f"  the store answers again after {time.monotonic() - down_since:.1f}s")
+            down_since = None
         assert rollout is not None
-        for step in store.steps(rollout_id):
+        for step in steps:
             if step.ended_at is not None and step.id not in shown:
                 shown.add(step.id)
                 emit(step_line(step))
@@ -55,7 +68,7 @@ def follow(store: RolloutReader, rollout_id: str, emit: Emit, *, interval: float
             emit("  running again")
         last_state = (rollout.state, rollout.reason)
         if rollout.state in ROLLOUT_DONE:
-            return Outcome(rollout, store.hosts(rollout_id), store.steps(rollout_id))
+            return Outcome(rollout, store.hosts(rollout_id), steps)
         time.sleep(interval)
 
 

@@ -134,3 +134,4 @@ class PauseCause(StrEnum):
     OPERATOR = "operator"
     WINDOW = "window"  # the maintenance window is closed, or too short for the next host
     LOADBALANCER = "loadbalancer"  # the load balancer does not answer
+    STORE = "store"  # the store did not answer for longer than the outage budget

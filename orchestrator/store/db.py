@@ -17,10 +17,17 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, and_, create_engine, delete, event, func, make_url, or_, select, update
-from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
+from sqlalchemy.exc import (
+    ArgumentError,
+    InterfaceError,
+    InternalError,
+    NoSuchModuleError,
+    OperationalError,
+    SQLAlchemyError,
+)
 from sqlalchemy.orm import Session, sessionmaker
 
-from orchestrator.errors import ConfigError, RolloutRefused, StateError
+from orchestrator.errors import ConfigError, RolloutRefused, StateError, StoreUnavailable
 from orchestrator.model.progress import Progress
 from orchestrator.model.records import HostStatus, Rollout, Step
 from orchestrator.model.spec import RolloutSpec
@@ -48,6 +55,26 @@ def _first_line(exc: BaseException) -> str:
     """The driver's own message, first line, without SQLAlchemy's background link or the password."""
     text = str(getattr(exc, "orig", None) or exc).strip().splitlines()
     return redact(text[0] if text else type(exc).__name__)
+
+
+# Words of a server that is there but wrong for us (the user's settings), as opposed to one that does
+# not answer now (an outage: wait and try again).
+_CONFIG_MISTAKES = (
+    "password authentication failed",
+    "does not exist",
+    "could not translate host name",
+    "name or service not known",
+    "unable to open database file",
+    "no such host",
+    "role",
+)
+
+
+def _is_outage(exc: BaseException) -> bool:
+    if not isinstance(exc, OperationalError | InterfaceError | InternalError):
+        return False
+    text = str(getattr(exc, "orig", None) or exc).lower()
+    return not any(words in text for words in _CONFIG_MISTAKES)
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -119,26 +146,35 @@ class Store:
     ) -> None:
         self.url = url
         self.now = clock or now  # every timestamp the store writes or compares against
-        where = f"{setting}: {safe_url(url)}"
+        self.where = f"{setting}: {safe_url(url)}"
         try:
             self.engine = make_engine(url)
             upgrade(self.engine)
         except (ArgumentError, NoSuchModuleError) as exc:
             raise ConfigError(
-                f"{where}: not a database URL the store can use ({_first_line(exc)}); "
+                f"{self.where}: not a database URL the store can use ({_first_line(exc)}); "
                 "sqlite:////path/orchestrator.db or postgresql+psycopg://USER:PASSWORD@HOST/DB"
             ) from None
         except (SQLAlchemyError, OSError) as exc:
+            if _is_outage(exc):
+                raise StoreUnavailable(
+                    f"{self.where}: the store does not answer ({_first_line(exc)}); try again when it is back"
+                ) from None
             raise ConfigError(
-                f"{where}: cannot open the store: {_first_line(exc)}; check the server, the credentials "
+                f"{self.where}: cannot open the store: {_first_line(exc)}; check the server, the credentials "
                 "and the database name (or the SQLite file's folder and its permissions)"
             ) from None
         self._session = sessionmaker(self.engine, expire_on_commit=False)
 
     @contextmanager
     def session(self) -> Iterator[Session]:
-        with self._session.begin() as session:
-            yield session
+        """One transaction. A store that does not answer raises StoreUnavailable (transient); a bug in
+        a statement still raises as itself."""
+        try:
+            with self._session.begin() as session:
+                yield session
+        except (OperationalError, InterfaceError, InternalError) as exc:
+            raise StoreUnavailable(f"{self.where}: the store does not answer: {_first_line(exc)}") from exc
 
     # rollouts
     def create_rollout(self, spec: RolloutSpec, *, stale_after: float = 600.0) -> None:

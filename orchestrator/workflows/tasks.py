@@ -10,10 +10,10 @@ from orchestrator.workflows.app import app
 @app.task(name="orchestrator.start_rollout")  # type: ignore[untyped-decorator]
 def start_rollout(rollout_id: str) -> None:
     ctx = current()
-    coordinator.start(ctx.store, ctx.scheduler, rollout_id)
+    coordinator.start(ctx.engine_store, ctx.scheduler, rollout_id)
 
 
 @app.task(name="orchestrator.host_tick")  # type: ignore[untyped-decorator]
 def host_tick(rollout_id: str, host: str, token: str) -> None:
     ctx = current()
-    coordinator.tick(ctx.store, ctx.runtime, ctx.scheduler, rollout_id, host, token)
+    coordinator.tick(ctx.engine_store, ctx.runtime, ctx.scheduler, rollout_id, host, token)

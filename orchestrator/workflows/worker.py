@@ -53,7 +53,7 @@ def _start_reconciler(ctx: Context, stop: threading.Event) -> threading.Thread:
         name="reconciler",
         daemon=True,
         kwargs={
-            "store": ctx.store,
+            "store": ctx.engine_store,
             "scheduler": ctx.scheduler,
             "every": settings.reconcile_every,
             "quiet_for": settings.reconcile_after,

@@ -13,10 +13,11 @@ in production, a direct call in tests). Crash safety rests on three things in th
 
 from __future__ import annotations
 
+import contextlib
 import logging
-import socket
 
 from orchestrator.engine.host.machine import HostPipeline
+from orchestrator.engine.rollout.claims import LEASE, ClaimLost, StoreJournal, owner_alive
 from orchestrator.engine.rollout.decide import (
     AwaitApproval,
     Finish,
@@ -27,59 +28,19 @@ from orchestrator.engine.rollout.decide import (
     next_step,
 )
 from orchestrator.engine.rollout.gate import Gate
+from orchestrator.engine.rollout.outage import PatientStore
 from orchestrator.engine.rollout.ports import RolloutStore, Scheduler
 from orchestrator.engine.secrets import SecretValues
 from orchestrator.engine.wiring import Runtime
-from orchestrator.errors import OrchestratorError
+from orchestrator.errors import OrchestratorError, StoreUnavailable
 from orchestrator.model.progress import Progress
 from orchestrator.model.records import Rollout
 from orchestrator.model.states import ACTIVE, ROLLOUT_DONE, TERMINAL, HostState, PauseCause, RolloutState
-from orchestrator.procs import OWNER, alive
+from orchestrator.procs import OWNER
 
 log = logging.getLogger(__name__)
 
-LEASE = 60.0  # seconds a tick may act on a host before its claim must be renewed
 RUNNING_ONLY = frozenset({RolloutState.RUNNING})
-
-
-class StoreJournal:
-    """The host pipeline's HostStore, over the rollout store, for one rollout and one owner."""
-
-    def __init__(self, store: RolloutStore, rollout_id: str, owner: str) -> None:
-        self.store = store
-        self.rollout_id = rollout_id
-        self.owner = owner
-
-    def save(self, host: str, state: HostState, progress: Progress) -> None:
-        self.store.save_host(self.rollout_id, host, state, progress)
-
-    def hold(self, host: str, seconds: float) -> None:
-        self.store.extend_lease(self.rollout_id, host, self.owner, seconds)
-
-    def step_started(self, host: str, step: str, detail: str) -> int:
-        return self.store.step_started(self.rollout_id, host, step, detail)
-
-    def step_ended(
-        self,
-        step_id: int,
-        outcome: str,
-        detail: str,
-        *,
-        work: float,
-        exit_code: int | None = None,
-        output_tail: str = "",
-    ) -> None:
-        self.store.step_ended(
-            step_id, outcome, detail, work=work, exit_code=exit_code, output_tail=output_tail
-        )
-
-
-def owner_alive(owner: str) -> bool:
-    """False only when the owner is a process of this machine that is gone (or a zombie)."""
-    host, _, pid = owner.rpartition("/")
-    if host != socket.gethostname() or not pid.isdigit():
-        return True  # another machine's worker: only its lease's expiry can tell
-    return alive(int(pid))
 
 
 def enqueue(
@@ -99,6 +60,10 @@ def start(store: RolloutStore, scheduler: Scheduler, rollout_id: str) -> None:
         enqueue(store, scheduler, rollout_id, host)
 
 
+# A tick that found the store gone past its outage budget comes back this much later, through the broker.
+OUTAGE_RETRY = 5.0
+
+
 def tick(
     store: RolloutStore,
     runtime: Runtime,
@@ -109,7 +74,46 @@ def tick(
     owner: str = OWNER,
 ) -> None:
     """One host's tick: act on it until it must wait (then schedule the next tick) or is done (then
-    decide what the rollout does next)."""
+    decide what the rollout does next). A store that does not answer past the outage budget does not
+    fail the rollout: the host holds where it is and the tick comes back later."""
+    try:
+        _tick(store, runtime, scheduler, rollout_id, host, token, owner)
+    except StoreUnavailable as exc:
+        log.warning(
+            "tick of %s/%s: %s; %s holds where it is, again in %gs", rollout_id, host, exc, host, OUTAGE_RETRY
+        )
+        scheduler.send_tick(rollout_id, host, token, OUTAGE_RETRY)
+    except ClaimLost as exc:
+        log.warning("tick of %s/%s stops: %s; the worker that holds it goes on", rollout_id, host, exc)
+
+
+def _record_outage(store: RolloutStore, rollout_id: str) -> None:
+    """Once the store answers again after an outage past its budget: say so, and pause the rollout for
+    it (the next tick of a host that goes on lifts the pause)."""
+    if not isinstance(store, PatientStore):
+        return
+    lasted = store.outage_to_report(rollout_id)
+    if lasted is None:
+        return
+    why = (
+        f"the store did not answer for {lasted:.0f}s (outage budget {store.budget:g}s); every host held "
+        "where it was"
+    )
+    store.record_action(rollout_id, "store_outage", "orchestrator", why)
+    store.transition_rollout(
+        rollout_id, RolloutState.PAUSED, reason=why, cause=PauseCause.STORE, only_from=RUNNING_ONLY
+    )
+
+
+def _tick(
+    store: RolloutStore,
+    runtime: Runtime,
+    scheduler: Scheduler,
+    rollout_id: str,
+    host: str,
+    token: str,
+    owner: str,
+) -> None:
     rollout = store.rollout(rollout_id)
     if rollout is None or rollout.state in ROLLOUT_DONE:
         return
@@ -121,6 +125,7 @@ def tick(
             rollout_id, host, token, 1.0
         )  # someone is acting on it right now: look again later
         return
+    _record_outage(store, rollout_id)
     status = store.host(rollout_id, host)
     delay: float | None = None
     try:
@@ -131,12 +136,14 @@ def tick(
                 spec,
                 spec.hosts[host],
                 adapters,
-                StoreJournal(store, rollout_id, owner),
+                StoreJournal(store, rollout_id, owner, token),
                 controls=Gate(store, spec, adapters.lb),
             )
             _, progress, delay = pipeline.advance(status.state, status.progress)
             follow_host(store, rollout_id, progress)
-    except Exception as exc:  # a bug or a dead store: stop loudly, naming where the host stands
+    except (StoreUnavailable, ClaimLost):
+        raise  # not the rollout's failure: see tick()
+    except Exception as exc:  # a bug: stop loudly, naming where the host stands
         log.exception("tick of %s/%s crashed", rollout_id, host)
         current = store.host(rollout_id, host)
         store.transition_rollout(
@@ -147,7 +154,8 @@ def tick(
         )
         return
     finally:
-        store.release_host(rollout_id, host, owner)
+        with contextlib.suppress(StoreUnavailable):  # the lease runs out by itself
+            store.release_host(rollout_id, host, owner)
     if delay is not None:
         enqueue(store, scheduler, rollout_id, host, delay)
         return
@@ -172,6 +180,8 @@ def follow_host(store: RolloutStore, rollout_id: str, progress: Progress) -> Non
         )
     elif rollout.pause_cause is PauseCause.LOADBALANCER:
         store.transition_rollout(rollout_id, RolloutState.RUNNING, only_cause=PauseCause.LOADBALANCER)
+    elif rollout.pause_cause is PauseCause.STORE and not progress.blocked:
+        store.transition_rollout(rollout_id, RolloutState.RUNNING, only_cause=PauseCause.STORE)
     if progress.held_by == PauseCause.WINDOW:
         store.transition_rollout(
             rollout_id,

@@ -10,8 +10,10 @@ import time
 from collections.abc import Callable
 
 from orchestrator.engine.rollout import operations
-from orchestrator.engine.rollout.coordinator import enqueue, host_done, owner_alive, start, start_hosts
+from orchestrator.engine.rollout.claims import owner_alive
+from orchestrator.engine.rollout.coordinator import enqueue, host_done, start, start_hosts
 from orchestrator.engine.rollout.ports import RolloutStore, Scheduler
+from orchestrator.errors import StoreUnavailable
 from orchestrator.model.records import Rollout
 from orchestrator.model.states import ROLLOUT_DONE, TERMINAL, HostState, RolloutState
 
@@ -115,5 +117,7 @@ def reconcile_forever(
                 log.warning("reconciler: %s", line)
             if each_round is not None:
                 each_round()
-        except Exception:  # the store may be down for a moment; the next round tries again
+        except StoreUnavailable as exc:  # past the outage budget: said once by the store; try again
+            log.warning("reconciler round skipped: %s", exc)
+        except Exception:  # a bug: say it, and let the next round try again
             log.exception("reconciler round failed")

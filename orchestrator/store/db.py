@@ -120,14 +120,26 @@ def private_sqlite_file(url: str) -> None:
             file.chmod(0o600)
 
 
+POSTGRES_BOUNDS: dict[str, Any] = {
+    "connect_timeout": 10,
+    "options": "-c statement_timeout=30000 -c lock_timeout=10000",
+    "keepalives": 1,
+    "keepalives_idle": 5,
+    "keepalives_interval": 2,
+    "keepalives_count": 3,
+    "tcp_user_timeout": 15000,
+}
+
+
 def make_engine(url: str) -> Engine:
     if url.startswith("sqlite"):
         private_sqlite_file(url)
         engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
         event.listen(engine, "connect", _sqlite_pragmas)
     else:
-        # A server that never answers must not hang the CLI, a worker or a scrape.
-        engine = create_engine(url, pool_pre_ping=True, connect_args={"connect_timeout": 10})
+        # A server that never answers must not hang the CLI, a worker or a scrape: bounded connects,
+        # statements and lock waits, and TCP that notices a peer gone silent (libpq's own settings).
+        engine = create_engine(url, pool_pre_ping=True, connect_args=POSTGRES_BOUNDS)
     event.listen(engine, "before_cursor_execute", _redact_parameters, retval=True)
     return engine
 

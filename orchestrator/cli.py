@@ -106,6 +106,15 @@ def _end(outcome: Outcome) -> None:
     from orchestrator.report import summary
 
     summary(console, outcome.rollout, outcome.hosts, outcome.steps)
+    if outcome.interrupted:
+        rollout = outcome.rollout
+        console.print(
+            printable(
+                f"rollout {rollout.id} is {rollout.state.value}, every server back in the pool; "
+                f"`orchestrator resume {rollout.id}` goes on"
+            )
+        )
+        sys.exit(130)
     if any(h.state is HostState.FAILED_OUT for h in outcome.hosts):
         sys.exit(4)
     sys.exit(0 if outcome.rollout.state is RolloutState.SUCCEEDED else 1)
@@ -328,6 +337,7 @@ def main() -> None:
     """Every mistake is one line on stderr (``error: WHERE: what; expected``) and an exit code; never a
     traceback for a user's input."""
     from orchestrator.redact import install_log_redaction
+    from orchestrator.workflows.interrupts import LeftAtOnce
 
     install_log_redaction()
     level = os.environ.get("ORCH_LOG_LEVEL", "").upper()
@@ -352,8 +362,8 @@ def main() -> None:
     except click.ClickException as exc:
         err.print(printable(f"error: {exc.format_message()}"))
         sys.exit(exc.exit_code)
-    except click.exceptions.Abort:
-        err.print("aborted")
+    except (click.exceptions.Abort, KeyboardInterrupt, LeftAtOnce):
+        err.print("interrupted")  # what was left where was said just before
         sys.exit(130)
     except OrchestratorError as exc:
         err.print(printable(f"error: {exc}"))

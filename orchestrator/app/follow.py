@@ -13,7 +13,7 @@ from orchestrator.engine.rollout import operations, recovery
 from orchestrator.engine.rollout.ports import RolloutStore, Scheduler
 from orchestrator.errors import InputError, StoreUnavailable
 from orchestrator.model.records import HostStatus, Rollout, Step
-from orchestrator.model.states import ROLLOUT_DONE, RolloutState
+from orchestrator.model.states import ROLLOUT_DONE, TERMINAL, HostState, RolloutState
 
 Emit = Callable[[str], None]
 
@@ -30,6 +30,11 @@ class Outcome:
     rollout: Rollout
     hosts: list[HostStatus]
     steps: list[Step]
+    interrupted: bool = False  # the operator stopped following: the rollout is paused, not over
+
+
+class Interruption(Protocol):
+    def requested(self) -> bool: ...
 
 
 def step_line(step: Step) -> str:
@@ -38,10 +43,21 @@ def step_line(step: Step) -> str:
     return printable(f"  {step.host:<10} {step.step:<12} {mark:<6} {took:7.2f}s  {step.detail}")
 
 
-def follow(store: RolloutReader, rollout_id: str, emit: Emit, *, interval: float = 0.1) -> Outcome:
+def follow(
+    store: RolloutReader,
+    rollout_id: str,
+    emit: Emit,
+    *,
+    interval: float = 0.1,
+    interruption: Interruption | None = None,
+    on_interrupt: Callable[[], str] | None = None,
+) -> Outcome:
     """Print each step as it ends, and each change of the rollout's state, until it is over. A store
-    that stops answering is one line when it goes and one when it is back: the rollout holds meanwhile."""
+    that stops answering is one line when it goes and one when it is back: the rollout holds meanwhile.
+    Once ``interruption`` is requested, ``on_interrupt`` (pausing the rollout) runs and its words are
+    printed; the follow ends as soon as no host is in flight any more."""
     shown: set[int] = set()
+    interrupted = False
     last_state: tuple[RolloutState, str] | None = None
     down_since: float | None = None
     while True:
@@ -69,6 +85,13 @@ def follow(store: RolloutReader, rollout_id: str, emit: Emit, *, interval: float
         last_state = (rollout.state, rollout.reason)
         if rollout.state in ROLLOUT_DONE:
             return Outcome(rollout, store.hosts(rollout_id), steps)
+        if interruption is not None and interruption.requested():
+            if not interrupted:
+                interrupted = True
+                emit(printable(f"  {on_interrupt() if on_interrupt else 'stopping'}"))
+            hosts = store.hosts(rollout_id)
+            if not any(h.state not in TERMINAL and h.state is not HostState.PENDING for h in hosts):
+                return Outcome(rollout, hosts, steps, interrupted=True)
         time.sleep(interval)
 
 

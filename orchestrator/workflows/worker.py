@@ -7,6 +7,8 @@ then starts the schedules that came due (each claimed by exactly one worker).
 
 from __future__ import annotations
 
+import contextlib
+import getpass
 import logging
 import os
 import socket
@@ -21,11 +23,14 @@ from orchestrator.app.submit import preflight, start_from_files, submit
 from orchestrator.config import Settings
 from orchestrator.context import Context
 from orchestrator.display import printable
+from orchestrator.engine.rollout import operations
 from orchestrator.engine.rollout.recovery import reconcile_forever
+from orchestrator.errors import RolloutRefused
 from orchestrator.model.spec import RolloutSpec
 from orchestrator.redact import install_log_redaction
 from orchestrator.schedule import due_rollouts
 from orchestrator.store.db import safe_url
+from orchestrator.workflows.interrupts import Interrupts, LeftAtOnce, left_out
 
 log = logging.getLogger(__name__)
 
@@ -123,22 +128,49 @@ def execute(ctx: Context, spec: RolloutSpec, emit: Emit) -> Outcome:
     (this process's own without a broker), follow it to its end."""
     for line in preflight(spec, ctx.runtime):
         emit(f"  preflight {line}")
-    with workers(ctx):
+    with Interrupts(patient=ctx.settings.in_process) as interrupts, workers(ctx):
         submit(ctx.store, ctx.scheduler, spec, stale_after=ctx.settings.lock_stale_after)
         emit(printable(f"rollout {spec.rollout_id}: {spec.name} on pool {spec.pool} ({where(ctx.settings)})"))
-        return follow(ctx.store, spec.rollout_id, emit)
+        return _follow(ctx, spec.rollout_id, emit, interrupts)
 
 
 def resume(ctx: Context, rollout_id: str, actor: str, emit: Emit) -> Outcome:
     """What `resume` does: pick up a rollout whose workers are gone (or that was paused), follow it."""
     rollout = known(ctx.store, rollout_id)
-    with workers(ctx):
+    with Interrupts(patient=ctx.settings.in_process) as interrupts, workers(ctx):
         for line in pick_up(ctx.store, ctx.scheduler, rollout_id, actor):
             emit(printable(f"  resume {line}"))
         emit(
             printable(f"rollout {rollout_id}: {rollout.name} on pool {rollout.pool} ({where(ctx.settings)})")
         )
-        return follow(ctx.store, rollout_id, emit)
+        return _follow(ctx, rollout_id, emit, interrupts)
+
+
+def _follow(ctx: Context, rollout_id: str, emit: Emit, interrupts: Interrupts) -> Outcome:
+    """Follow to the end; on Ctrl-C, pause (this process is the worker) or just stop watching (workers
+    elsewhere go on). A second Ctrl-C leaves at once, saying what is left out of the pool."""
+
+    def pause_for_it() -> str:
+        with contextlib.suppress(RolloutRefused):  # awaiting approval, aborting...: nothing starts anyway
+            operations.pause(ctx.store, rollout_id, f"{getpass.getuser()} (Ctrl-C on this process)")
+        return (
+            "Ctrl-C: pausing; no new host starts, the hosts in flight finish and go back to the pool, then "
+            "this process exits. Ctrl-C again to leave at once"
+        )
+
+    try:
+        return follow(ctx.store, rollout_id, emit, interruption=interrupts, on_interrupt=pause_for_it)
+    except LeftAtOnce:
+        if not ctx.settings.in_process:
+            emit(
+                f"  Ctrl-C: no longer following; rollout {rollout_id} goes on in the workers "
+                f"(`orchestrator status {rollout_id}`, `orchestrator pause {rollout_id}`)"
+            )
+            raise
+        emit(f"  Ctrl-C again: leaving now; rollout {rollout_id} is paused")
+        for line in left_out(ctx.store.hosts(rollout_id), ctx.store.steps(rollout_id), rollout_id):
+            emit(line)
+        raise
 
 
 def where(settings: Settings) -> str:

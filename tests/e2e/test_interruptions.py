@@ -1,0 +1,181 @@
+"""Interruptions lose nothing: Ctrl-C on `run` once (a pause: the host in flight finishes and goes
+back, the CLI names the rollout and `resume`) and twice (leave at once, saying which servers are out);
+a PostgreSQL restart in the middle of a rollout (in-process and over RabbitMQ). Real processes: the
+loopback farm (HAProxy, an sshd and the app per host), the CLI as a user runs it."""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from orchestrator.lab.loopback import LoopbackFarm
+from orchestrator.model.states import HostState, PauseCause, RolloutState
+from orchestrator.store.db import Store
+from tests.e2e.fault_helpers import (
+    all_up,
+    assert_end_state,
+    cleanup,
+    cli,
+    command_running,
+    fault_env,
+    orchestrator,
+    report,
+    servers,
+    slow_playbook,
+    the_rollout,
+    wait_for,
+    worker,
+)
+
+pytestmark = [pytest.mark.e2e, pytest.mark.integration]
+H = HostState
+
+
+@pytest.fixture
+def farm(tmp_path: Path) -> Iterator[LoopbackFarm]:
+    farm = LoopbackFarm(tmp_path / "farm", hosts=3)
+    farm.start()
+    try:
+        yield farm
+    finally:
+        farm.stop()
+
+
+def in_state(store: Store, rollout_id: str, host: str, state: HostState) -> bool:
+    return store.host(rollout_id, host).state is state
+
+
+@pytest.mark.parametrize("at", [H.UPDATING, H.CHECKING], ids=["mid-update", "mid-checks"])
+def test_ctrl_c_once_pauses_lets_the_host_in_flight_finish_and_names_resume(
+    farm: LoopbackFarm, tmp_path: Path, at: HostState
+) -> None:
+    env = fault_env(tmp_path, "ctrlc1", broker=False)
+    playbook = slow_playbook(tmp_path)
+    store = Store(env["ORCH_DATABASE_URL"])
+    with cleanup(env) as procs:
+        run = orchestrator(["run", str(playbook), "-i", str(farm.inventory)], env, tmp_path / "run.log")
+        procs.append(run)
+        rollout_id = the_rollout(store)
+        wait_for(lambda: in_state(store, rollout_id, "host1", at), 30, f"host1 {at.value}", 0.01)
+        run.popen.send_signal(signal.SIGINT)
+        code = run.wait(60)
+        output = run.output()
+        report(f"ctrl-c once ({at.value})", output[-1500:])
+        assert code == 130, output
+        assert "Ctrl-C: pausing; no new host starts, the hosts in flight finish" in output
+        assert f"rollout {rollout_id} is paused, every server back in the pool" in output
+        assert f"`orchestrator resume {rollout_id}`" in output
+        rollout = store.rollout(rollout_id)
+        assert rollout is not None and rollout.state is RolloutState.PAUSED
+        assert rollout.pause_cause is PauseCause.OPERATOR
+        states = {h.name: h.state for h in store.hosts(rollout_id)}
+        assert states == {"host1": H.SUCCEEDED, "host2": H.PENDING, "host3": H.PENDING}, states
+        assert all_up(farm) is not None, servers(farm)  # nothing left out of the pool
+        done = cli(["resume", rollout_id], env, timeout=120)
+        assert done.returncode == 0, done.stdout + done.stderr
+    assert_end_state(farm, store, rollout_id, {"host1": "2", "host2": "2", "host3": "2"})
+
+
+def test_ctrl_c_twice_leaves_at_once_and_says_which_server_is_out(farm: LoopbackFarm, tmp_path: Path) -> None:
+    env = fault_env(tmp_path, "ctrlc2", broker=False)
+    playbook = slow_playbook(tmp_path)
+    store = Store(env["ORCH_DATABASE_URL"])
+    with cleanup(env) as procs:
+        run = orchestrator(["run", str(playbook), "-i", str(farm.inventory)], env, tmp_path / "run.log")
+        procs.append(run)
+        rollout_id = the_rollout(store)
+        wait_for(lambda: command_running(store, rollout_id, farm.hosts[0]), 30, "host1's slow command", 0.01)
+        run.popen.send_signal(signal.SIGINT)
+        wait_for(lambda: "Ctrl-C: pausing" in run.output() or None, 10, "the first Ctrl-C's words", 0.02)
+        run.popen.send_signal(signal.SIGINT)
+        code = run.wait(30)
+        output = run.output()
+        report("ctrl-c twice", output[-1500:])
+        assert code == 130, output
+        assert f"Ctrl-C again: leaving now; rollout {rollout_id} is paused" in output
+        assert "host1: updating" in output and "OUT of the load balancer pool" in output, output
+        assert f"`orchestrator resume {rollout_id}` finishes those hosts" in output
+        # What the screen said is true: host1 is out of the pool right now.
+        out = [s.server for s in servers(farm) if not s.in_service]
+        assert out == ["host1"], servers(farm)
+        done = cli(["resume", rollout_id], env, timeout=120)
+        assert done.returncode == 0, done.stdout + done.stderr
+    assert_end_state(farm, store, rollout_id, {"host1": "2", "host2": "2", "host3": "2"})
+
+
+def pg_ctl(action: str) -> None:
+    version = subprocess.run(
+        ["ls", "/etc/postgresql"], capture_output=True, text=True, check=True
+    ).stdout.split()
+    subprocess.run(
+        ["pg_ctlcluster", "--skip-systemctl-redirect", version[0], "main", action],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A database of this test's own on the machine's PostgreSQL, dropped afterwards; the server is
+    left running whatever the test did to it."""
+    import uuid
+
+    from sqlalchemy import create_engine, text
+
+    name = f"orch_outage_{uuid.uuid4().hex[:8]}"
+    admin = create_engine(
+        "postgresql+psycopg://postgres@127.0.0.1:5432/postgres", isolation_level="AUTOCOMMIT"
+    )
+    with admin.connect() as conn:
+        conn.execute(text(f"CREATE DATABASE {name}"))
+    try:
+        yield f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
+    finally:
+        with contextlib.suppress(subprocess.CalledProcessError):
+            pg_ctl("start")  # whatever the test did to the server; fails when it already runs
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with admin.connect() as conn:
+                    conn.execute(text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                break
+            except Exception:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)
+        admin.dispose()
+
+
+@pytest.mark.parametrize("broker", [False, True], ids=["in-process", "worker over RabbitMQ"])
+def test_a_postgresql_restart_mid_update_costs_a_pause_not_a_server(
+    farm: LoopbackFarm, tmp_path: Path, postgres_url: str, broker: bool
+) -> None:
+    env = {**fault_env(tmp_path, "pgrestart", broker=broker), "ORCH_DATABASE_URL": postgres_url}
+    playbook = slow_playbook(tmp_path)
+    store = Store(postgres_url)
+    with cleanup(env) as procs:
+        if broker:
+            procs.append(worker(env, tmp_path / "worker.log"))
+        run = orchestrator(["run", str(playbook), "-i", str(farm.inventory)], env, tmp_path / "run.log")
+        procs.append(run)
+        rollout_id = the_rollout(store, timeout=60)
+        wait_for(lambda: command_running(store, rollout_id, farm.hosts[0]), 60, "host1's slow command", 0.01)
+        started = time.monotonic()
+        pg_ctl("restart")
+        report("postgresql restarted", f"in {time.monotonic() - started:.1f}s, during host1's update")
+        code = run.wait(180)
+        output = run.output()
+        report("run output", output[-2000:])
+        assert code == 0, output
+        assert "Traceback" not in output
+        assert "the store does not answer" in output and "the store answers again" in output, output
+        rollout = Store(postgres_url).rollout(rollout_id)
+        assert rollout is not None and rollout.state is RolloutState.SUCCEEDED, rollout
+    assert_end_state(farm, Store(postgres_url), rollout_id, {"host1": "2", "host2": "2", "host3": "2"})

@@ -63,10 +63,21 @@ class LoadBalancerError(AdapterError):
 
 
 class HypervisorError(AdapterError):
-    def __init__(self, message: str, *, domain: str, snapshot: str = "", transient: bool = False) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        domain: str,
+        snapshot: str = "",
+        transient: bool = False,
+        unanswered: bool = False,
+    ) -> None:
         super().__init__(message, transient=transient)
         self.domain = domain
         self.snapshot = snapshot
+        # The hypervisor did not answer (stopped, hung, its connection lost): the host waits for it, or
+        # is put back; an answer that refused is a plain failure.
+        self.unanswered = unanswered
 
 
 class RemoteError(AdapterError):

@@ -69,16 +69,19 @@ class Runtime:
         with self._lock:
             return self._lbs.setdefault(config, haproxy(config))
 
-    def _libvirt_for(self, uri: str) -> LibvirtSnapshots:
+    def _libvirt_for(self, uri: str, timeout: float) -> LibvirtSnapshots:
         with self._lock:
-            return self._libvirt.setdefault(uri, LibvirtSnapshots(uri))
+            found = self._libvirt.get(uri)
+            if found is None:
+                found = self._libvirt[uri] = LibvirtSnapshots(uri, call_timeout=timeout)
+            return found
 
     def snapshots(self, spec: RolloutSpec, host: HostSpec, secrets: SecretValues) -> Snapshots | None:
         hypervisor = spec.hypervisor
         if isinstance(hypervisor, LibvirtConfig):
             # Never the raw uri: over SSH libvirt must check the inventory's known_hosts, not its defaults.
             uri = connection_uri(hypervisor.uri, known_hosts=hypervisor.known_hosts, key=hypervisor.key)
-            return self._libvirt_for(uri)
+            return self._libvirt_for(uri, hypervisor.timeout)
         if isinstance(hypervisor, CommandSnapshotConfig):
             commands = {action: secrets.shell(text) for action, text in host.snapshot_commands.items()}
             return CommandSnapshots(lambda: self.remotes.get(host), commands, timeout=hypervisor.timeout)

@@ -118,6 +118,9 @@ class LibvirtConfig(Strict):
     uri: str = "qemu:///system"
     known_hosts: Path | None = None  # libssh/libssh2 transports: the hypervisor hosts' keys
     key: Path | None = None  # libssh/libssh2 transports: the private key to log in with
+    # The longest a libvirt call may take (a memory snapshot of a large VM writes its RAM); past it the
+    # hypervisor counts as not answering. Keepalives notice a stopped libvirtd sooner (~15 s).
+    timeout: Timeout = 300.0
 
     _uri = field_validator("uri")(lambda uri: check_uri(uri))
 

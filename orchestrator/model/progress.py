@@ -28,7 +28,8 @@ class Progress:
     work: float = 0.0  # seconds of the current step's own work (adapter calls and required waits)
     detail: str = ""
     running_step: int = -1  # set, durably, before an update command runs; cleared when it ended
-    blocked: str = ""  # why the host cannot go on right now (load balancer unreachable)
+    blocked: str = ""  # why the host cannot go on right now (load balancer or hypervisor unreachable)
+    blocked_by: str = ""  # the PauseCause value of what blocks it
     blocked_since: float = 0.0
     host_started: float = 0.0  # when the host left pending (its deadline counts from here)
     rollback: bool = False  # this host, already updated, is being rolled back with the whole rollout

@@ -135,3 +135,4 @@ class PauseCause(StrEnum):
     WINDOW = "window"  # the maintenance window is closed, or too short for the next host
     LOADBALANCER = "loadbalancer"  # the load balancer does not answer
     STORE = "store"  # the store did not answer for longer than the outage budget
+    HYPERVISOR = "hypervisor"  # the hypervisor did not answer before a snapshot could be taken

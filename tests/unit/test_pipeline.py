@@ -197,13 +197,23 @@ SCENARIOS = [
         discarded=1,
     ),
     Scenario(
-        "update times out: connection dropped, reverted",
+        "update times out, disk-only snapshot: the command is stopped over SSH, then reverted",
         _install_exits("timeout"),
         S.ROLLED_BACK,
         UPDATED + BACK,
         [DRAIN, MAINT, MAINT, READY],
         [CREATE, REVERT],
+        spec={"snapshot_memory": False},
         discarded=3,  # after the timeout; for a fresh connection to stop the command; after the revert
+    ),
+    Scenario(
+        "update times out, memory snapshot: reverted without reaching the guest (a frozen guest)",
+        _install_exits("timeout"),
+        S.ROLLED_BACK,
+        UPDATED + BACK,
+        [DRAIN, MAINT, MAINT, READY],
+        [CREATE, REVERT],
+        discarded=2,  # after the timeout; after the revert: nothing asked of the guest in between
     ),
     Scenario(
         "new version never stable: reverted",
@@ -446,13 +456,25 @@ def test_every_failure_target_is_a_legal_transition(state: HostState, snapshot: 
 
 
 def test_a_timed_out_command_is_stopped_over_a_fresh_connection() -> None:
-    r = rig()
+    r = rig(rollout_spec(snapshot_memory=False))  # a disk-only revert leaves running processes alone
     r.remotes.outcomes["install"] = "timeout"
     state, _ = r.drive()
     assert state is S.ROLLED_BACK
     stop = remote_commands.stop_script(remote_commands.pid_file("R1", W, 1))
     ran = [c for _, c in r.remotes.commands]
     assert stop in ran
+
+
+def test_a_memory_revert_never_waits_on_the_guest_to_stop_a_command() -> None:
+    """A memory-and-disk revert replaces every process of the guest: a frozen guest that cannot be
+    reached over SSH is still reverted (the stop script is never sent)."""
+    r = rig()
+    r.remotes.outcomes["install"] = "timeout"
+    state, _ = r.drive()
+    assert state is S.ROLLED_BACK
+    stop = remote_commands.stop_script(remote_commands.pid_file("R1", W, 1))
+    assert stop not in [c for _, c in r.remotes.commands]
+    assert r.snaps.calls == [CREATE, REVERT]
 
 
 def test_the_stop_script_only_kills_a_group_that_still_carries_the_marker() -> None:
@@ -510,3 +532,42 @@ def test_user_sessions_that_end_let_the_drain_go_on() -> None:
     r.remotes.stdout["count-sessions"] = "0"
     state, _ = r.drive()
     assert state is S.SUCCEEDED
+
+
+# -- a hypervisor that does not answer
+
+
+def _unanswered() -> HypervisorError:
+    return HypervisorError("libvirt did not answer within 300s", domain="web1-vm", unanswered=True)
+
+
+def test_a_hypervisor_silent_before_the_snapshot_puts_the_server_back_untouched() -> None:
+    r = rig()
+    r.snaps.errors["create"] = [_unanswered()]
+    state, progress, delay = r.pipeline.advance(S.PENDING, Progress())
+    assert state is S.PENDING and delay is not None
+    assert progress.held_by == "hypervisor" and "does not answer" in progress.held_why
+    assert r.lb.calls == [DRAIN, MAINT, READY]  # back in service
+    assert r.remotes.commands == []  # nothing ran on the server
+    assert r.journal.states() == [S.DRAINING, S.OUT_OF_POOL, S.SNAPSHOTTING, S.RESTORING, S.PENDING]
+
+
+def test_a_hypervisor_that_answers_no_is_a_failure_not_a_wait() -> None:
+    r = rig()
+    r.snaps.errors["create"] = [HypervisorError("no such domain", domain="web1-vm")]
+    state, _ = r.drive()
+    assert state is S.FAILED and r.lb.calls == [DRAIN, MAINT, READY]
+
+
+def test_a_hypervisor_silent_during_the_revert_holds_the_host_then_fails_it_out_saying_what_to_do() -> None:
+    r = rig()
+    r.remotes.outcomes["install"] = "1"
+    r.snaps.errors["revert"] = [_unanswered()] * 1000
+    state, progress, delay = r.pipeline.advance(S.PENDING, Progress())
+    while delay is not None and state is S.REVERTING:
+        assert progress.blocked_by == "hypervisor" and "hypervisor unreachable" in progress.blocked
+        r.clock.advance(delay)
+        state, progress, delay = r.pipeline.advance(state, progress)
+    assert state is S.FAILED_OUT
+    assert "OUT of the pool: revert it to snapshot orch-R1 by hand" in progress.error
+    assert READY not in r.lb.calls  # never put back on an unknown version

@@ -18,11 +18,14 @@ domain that is not running is an error, as is reusing a same-named snapshot that
 
 from __future__ import annotations
 
+import builtins
 import threading
 import xml.etree.ElementTree as ET
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from contextlib import contextmanager, suppress
-from typing import Any
+from typing import Any, TypeVar
 
 import libvirt
 
@@ -40,6 +43,35 @@ _STATE_NAMES = {
     libvirt.VIR_DOMAIN_PMSUSPENDED: "suspended by guest power management",
 }
 _MAX_NAMES_SHOWN = 20
+# A remote libvirtd that misses this many keepalives this many seconds apart is taken as gone.
+KEEPALIVE_INTERVAL = 5
+KEEPALIVE_COUNT = 3
+T = TypeVar("T")
+
+_loop_lock = threading.Lock()
+_loop_started = False
+
+
+def _start_event_loop() -> None:
+    """libvirt's keepalives need a client event loop: once per process, in a daemon thread, before the
+    first connection opens."""
+    global _loop_started
+    with _loop_lock:
+        if _loop_started:
+            return
+        libvirt.virEventRegisterDefaultImpl()
+        threading.Thread(target=_run_events, name="libvirt-events", daemon=True).start()
+        _loop_started = True
+
+
+def _run_events() -> None:
+    while True:
+        libvirt.virEventRunDefaultImpl()
+
+
+def _close_quietly(conn: Any) -> None:
+    with suppress(libvirt.libvirtError):
+        conn.close()
 
 
 def _silence_libvirt_stderr() -> None:
@@ -69,15 +101,69 @@ class LibvirtSnapshots:
     operations on different domains run concurrently.
     """
 
-    def __init__(self, uri: str) -> None:
+    def __init__(self, uri: str, *, call_timeout: float = 300.0) -> None:
         self.uri = uri
+        self.call_timeout = call_timeout
         self._lock = threading.Lock()
         self._conn: Any = None
+        self._calls = ThreadPoolExecutor(max_workers=8, thread_name_prefix="libvirt")
         _silence_libvirt_stderr()
+        _start_event_loop()
 
-    # -- the Snapshots protocol -------------------------------------------------------------------------
+    # -- the Snapshots protocol: each call bounded ------------------------------------------------------
 
     def create(self, domain: str, name: str, *, memory: bool) -> None:
+        self._bounded("create snapshot", domain, name, lambda: self._create(domain, name, memory=memory))
+
+    def revert(self, domain: str, name: str) -> None:
+        self._bounded("revert to snapshot", domain, name, lambda: self._revert(domain, name))
+
+    def delete(self, domain: str, name: str) -> None:
+        self._bounded("delete snapshot", domain, name, lambda: self._delete(domain, name))
+
+    def list(self, domain: str) -> list[str]:
+        names: list[str] = self._bounded("list snapshots", domain, "", lambda: self._list(domain))
+        return names
+
+    def info(self, domain: str, name: str) -> SnapshotInfo | None:
+        """What libvirt says about snapshot ``name`` (None if it does not exist)."""
+        found: SnapshotInfo | None = self._bounded(
+            "describe snapshot", domain, name, lambda: self._info(domain, name)
+        )
+        return found
+
+    def _bounded(self, action: str, domain: str, snapshot: str, call: Callable[[], T]) -> T:
+        """A libvirt call with a deadline. libvirt blocks without one: a daemon that stopped answering
+        (SIGSTOP, a hung host) would hold the host out of its pool for good. Keepalives notice a dead
+        daemon within ~15 s on remote connections; this bound is the backstop for everything else."""
+        with self._lock:
+            calls = self._calls
+        future = calls.submit(call)
+        try:
+            return future.result(timeout=self.call_timeout)
+        except FutureTimeout:
+            self._abandon()
+            what = f"{action} {snapshot!r} of" if snapshot else f"{action} of"
+            raise HypervisorError(
+                f"libvirt ({self.uri}) did not answer within {self.call_timeout:g}s to {what} domain "
+                f"{domain!r}; is libvirtd stopped or overloaded? The connection was dropped; the next call "
+                "reconnects",
+                domain=domain,
+                snapshot=snapshot,
+                unanswered=True,
+            ) from None
+
+    def _abandon(self) -> None:
+        """Leave a stuck connection and its threads behind (they end when libvirtd answers or the
+        connection dies); the next call opens a new one."""
+        with self._lock:
+            conn, self._conn = self._conn, None
+            stuck, self._calls = self._calls, ThreadPoolExecutor(max_workers=8, thread_name_prefix="libvirt")
+        stuck.shutdown(wait=False)
+        if conn is not None:
+            threading.Thread(target=_close_quietly, args=(conn,), daemon=True).start()
+
+    def _create(self, domain: str, name: str, *, memory: bool) -> None:
         conn = self._connection(domain, name)
         with self._errors("create snapshot", domain, name):
             dom = self._domain(conn, domain, name)
@@ -104,7 +190,7 @@ class LibvirtSnapshots:
                     raise
                 self._check_reusable(raced, domain, name, memory=memory)
 
-    def revert(self, domain: str, name: str) -> None:
+    def _revert(self, domain: str, name: str) -> None:
         conn = self._connection(domain, name)
         with self._errors("revert to snapshot", domain, name):
             dom = self._domain(conn, domain, name)
@@ -132,7 +218,7 @@ class LibvirtSnapshots:
                     snapshot=name,
                 )
 
-    def delete(self, domain: str, name: str) -> None:
+    def _delete(self, domain: str, name: str) -> None:
         conn = self._connection(domain, name)
         with self._errors("delete snapshot", domain, name):
             dom = self._domain(conn, domain, name)
@@ -146,7 +232,7 @@ class LibvirtSnapshots:
                 if exc.get_error_code() != libvirt.VIR_ERR_NO_DOMAIN_SNAPSHOT:
                     raise
 
-    def list(self, domain: str) -> list[str]:
+    def _list(self, domain: str) -> builtins.list[str]:
         conn = self._connection(domain, "")
         with self._errors("list snapshots", domain, ""):
             dom = self._domain(conn, domain, "")
@@ -155,8 +241,7 @@ class LibvirtSnapshots:
 
     # -- more than the protocol -------------------------------------------------------------------------
 
-    def info(self, domain: str, name: str) -> SnapshotInfo | None:
-        """What libvirt says about snapshot ``name`` (None if it does not exist)."""
+    def _info(self, domain: str, name: str) -> SnapshotInfo | None:
         conn = self._connection(domain, name)
         with self._errors("describe snapshot", domain, name):
             snap = self._find(self._domain(conn, domain, name), name)
@@ -182,7 +267,10 @@ class LibvirtSnapshots:
             if self._conn is not None:
                 return self._conn
             try:
-                self._conn = libvirt.open(self.uri)
+                conn = libvirt.open(self.uri)
+                with suppress(libvirt.libvirtError):  # local drivers (test:///) have no keepalive
+                    conn.setKeepAlive(KEEPALIVE_INTERVAL, KEEPALIVE_COUNT)
+                self._conn = conn
             except libvirt.libvirtError as exc:
                 transient = _is_connect_failure(exc)
                 hint = (
@@ -210,8 +298,9 @@ class LibvirtSnapshots:
             message = f"libvirt ({self.uri}) failed to {what} domain {domain!r}: {exc.get_error_message()}"
             if lost:
                 message += "; the connection to libvirt was lost (the next call reconnects)"
-            # Never transient: the operation may have half-run on the hypervisor side.
-            raise HypervisorError(message, domain=domain, snapshot=snapshot) from exc
+            # Never transient: the operation may have half-run on the hypervisor side. A lost connection
+            # is a hypervisor that stopped answering.
+            raise HypervisorError(message, domain=domain, snapshot=snapshot, unanswered=lost) from exc
 
     def _drop_if_dead(self) -> bool:
         with self._lock:

@@ -16,7 +16,8 @@ import shlex
 
 from orchestrator.engine.host.decisions import Decision, Fail, Goto, Next
 from orchestrator.engine.host.run import HostRun
-from orchestrator.errors import CommandFailed, CommandTimeout, RemoteError
+from orchestrator.errors import CommandFailed, CommandTimeout, HypervisorError, RemoteError
+from orchestrator.model.inventory import LibvirtConfig
 from orchestrator.model.progress import Progress
 from orchestrator.model.states import HostState
 
@@ -35,9 +36,24 @@ def snapshotting(run: HostRun, p: Progress) -> Decision:
     if snapshots is None:
         return Goto(S.UPDATING, "no snapshot provider")
     name = run.host.snapshot_name
-    run.call(p, lambda: snapshots.create(run.host.domain, name, memory=run.spec.snapshot_memory))
+    try:
+        run.call(p, lambda: snapshots.create(run.host.domain, name, memory=run.spec.snapshot_memory))
+    except HypervisorError as exc:
+        if not (exc.unanswered or exc.transient):
+            raise  # it answered, and refused: a failure like any other
+        # Nothing changed on the server yet: put it back untouched and wait for the hypervisor (the
+        # coordinator pauses the rollout for it).
+        p.outcome = "hypervisor"
+        p.held_why = f"the hypervisor does not answer: {exc}"
+        return Goto(S.RESTORING, f"{p.held_why}; back in service untouched", outcome="held")
     p.snapshot = name
     return Goto(S.UPDATING, f"snapshot {name} of {run.host.domain}")
+
+
+def reverted_memory_ends_commands(run: HostRun) -> bool:
+    """A libvirt memory-and-disk revert replaces every process of the guest: a command cut off midway
+    dies with the memory, so nothing needs stopping over SSH first (the guest may not even answer)."""
+    return isinstance(run.spec.hypervisor, LibvirtConfig) and run.spec.snapshot_memory
 
 
 def updating(run: HostRun, p: Progress) -> Decision:
@@ -82,7 +98,9 @@ def interrupted(run: HostRun, p: Progress) -> Decision:
             f"update[{step}] was interrupted and there is no snapshot to return to; the server's "
             "state is unknown"
         )
-    stopped = stop_leftover(run, p)
+    stopped = (
+        "the revert replaces its memory" if reverted_memory_ends_commands(run) else stop_leftover(run, p)
+    )
     run.call(p, lambda: snapshots.revert(run.host.domain, p.snapshot))
     run.adapters.remotes.discard(run.host)
     p.running_step = -1

@@ -15,6 +15,11 @@ S = HostState
 def pending(run: HostRun, p: Progress) -> Decision:
     # A secret this worker cannot read fails the host here, before anything is touched.
     run.adapters.secrets.require()
+    if p.outcome == "hypervisor":
+        # Back in service because the hypervisor did not answer: end this tick, so the coordinator
+        # pauses the rollout for it; from then on the gate waits for the hypervisor.
+        p.outcome = ""
+        return Wait(1.0)
     decision = run.controls.gate(run.host, p.rollback)
     p.held_by = decision.cause.value if isinstance(decision, Hold) and decision.cause else ""
     p.held_why = decision.reason if isinstance(decision, Hold) else ""

@@ -20,18 +20,19 @@ from orchestrator.engine.host import change, drain, verify
 from orchestrator.engine.host.decisions import Decision, Fail, Next, Wait
 from orchestrator.engine.host.ports import Adapters, Controls, HostStore, NoControls
 from orchestrator.engine.host.run import HostRun
-from orchestrator.errors import LoadBalancerError, OrchestratorError, RemoteError
+from orchestrator.errors import HypervisorError, LoadBalancerError, OrchestratorError, RemoteError
 from orchestrator.model.progress import Progress
 from orchestrator.model.spec import HostSpec, RolloutSpec
-from orchestrator.model.states import TERMINAL, HostState, check_transition
+from orchestrator.model.states import TERMINAL, HostState, PauseCause, check_transition
 from orchestrator.retry import RetryPolicy
 
 S = HostState
 
 # A tick this much later than asked means the orchestrator itself stalled (see _forgive_own_stall).
 STALL_GRACE = 5.0
-# How long a load balancer outage may last before the hosts waiting on it fail.
-LB_OUTAGE_TIMEOUT = 600.0
+# How long a load balancer (or hypervisor) outage may last before the hosts waiting on it fail.
+OUTAGE_TIMEOUT = 600.0
+LB_OUTAGE_TIMEOUT = OUTAGE_TIMEOUT
 
 # The forward path: where an abort or the host deadline may interrupt.
 FORWARD = frozenset({S.DRAINING, S.OUT_OF_POOL, S.SNAPSHOTTING, S.UPDATING, S.CHECKING, S.RETURNING})
@@ -114,9 +115,15 @@ class HostPipeline:
         while not self._done(state, progress):
             try:
                 decision = self._interruption(state, progress) or HANDLERS[state](self.run, progress)
-                progress.blocked = ""
+                progress.blocked = progress.blocked_by = ""
             except LoadBalancerError as exc:
-                decision = self._lb_outage(progress, exc)
+                decision = (
+                    self._outage(progress, PauseCause.LOADBALANCER, exc) if exc.transient else Fail(str(exc))
+                )
+            except HypervisorError as exc:
+                # After the snapshot, only the hypervisor can put the server back: wait for it.
+                waits = exc.unanswered and state in (S.UPDATING, S.REVERTING)
+                decision = self._outage(progress, PauseCause.HYPERVISOR, exc) if waits else failure(exc)
             except OrchestratorError as exc:
                 decision = failure(exc)
             if isinstance(decision, Wait):
@@ -140,17 +147,24 @@ class HostPipeline:
                 state = self._move(state, decision.state, progress)
         return state, progress, None
 
-    def _lb_outage(self, progress: Progress, exc: LoadBalancerError) -> Decision:
-        """An unreachable load balancer pauses the host where it stands (retrying), rather than
-        sending it down the failure path, which needs the load balancer too."""
-        if not exc.transient:
-            return Fail(str(exc))
+    def _outage(self, progress: Progress, cause: PauseCause, exc: OrchestratorError) -> Decision:
+        """An unreachable load balancer (or, after the snapshot, hypervisor) holds the host where it
+        stands, retrying, rather than sending it down the failure path, which needs them too; the
+        coordinator pauses the rollout for it. Past OUTAGE_TIMEOUT the host fails, saying what to do."""
         now = self.clock()
-        if not progress.blocked:
+        if progress.blocked_by != cause.value:
             progress.blocked_since = now
-        progress.blocked = f"load balancer unreachable: {exc}"
-        if now - progress.blocked_since >= LB_OUTAGE_TIMEOUT:
-            return Fail(f"{progress.blocked} (for {LB_OUTAGE_TIMEOUT:g}s)")
+        what = "load balancer" if cause is PauseCause.LOADBALANCER else "hypervisor"
+        progress.blocked = f"{what} unreachable: {exc}"
+        progress.blocked_by = cause.value
+        if now - progress.blocked_since >= OUTAGE_TIMEOUT:
+            if cause is PauseCause.HYPERVISOR:
+                return Fail(
+                    f"the hypervisor did not answer for {OUTAGE_TIMEOUT:g}s ({exc}); {self.host.domain} is "
+                    f"OUT of the pool: revert it to snapshot {progress.snapshot} by hand, check it, then "
+                    "return it to the pool"
+                )
+            return Fail(f"{progress.blocked} (for {OUTAGE_TIMEOUT:g}s)")
         return Wait(min(5.0, max(0.5, (now - progress.blocked_since) / 4)))
 
     def _move(self, state: HostState, new: HostState, progress: Progress) -> HostState:

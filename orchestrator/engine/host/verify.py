@@ -4,12 +4,12 @@ back in the pool until the load balancer's own check says UP, and the revert its
 from __future__ import annotations
 
 from orchestrator.adapters.checks.base import CheckResult
-from orchestrator.engine.host.change import stop_leftover
+from orchestrator.engine.host.change import reverted_memory_ends_commands, stop_leftover
 from orchestrator.engine.host.decisions import Decision, Fail, Goto, Wait
 from orchestrator.engine.host.run import HostRun, poll_delay
 from orchestrator.model.progress import Progress
 from orchestrator.model.spec import CheckSpec
-from orchestrator.model.states import HostState
+from orchestrator.model.states import HostState, PauseCause
 
 S = HostState
 
@@ -71,7 +71,8 @@ def reverting(run: HostRun, p: Progress) -> Decision:
     if snapshots is None:
         return Fail("no snapshot provider to revert with")
     run.call(p, lambda: run.adapters.lb.maint(run.host.lb_server))
-    stopped = stop_leftover(run, p) + "; " if p.running_step >= 0 else ""
+    cut_off = p.running_step >= 0 and not reverted_memory_ends_commands(run)
+    stopped = stop_leftover(run, p) + "; " if cut_off else ""
     p.running_step = -1
     run.call(p, lambda: snapshots.revert(run.host.domain, p.snapshot))
     # Sessions opened before the revert hang afterwards: reconnect.
@@ -91,6 +92,13 @@ def verifying(run: HostRun, p: Progress) -> Decision:
 
 
 def restoring(run: HostRun, p: Progress) -> Decision:
+    if p.outcome == "hypervisor":
+        decision = _wait_up(
+            run, p, Goto(S.PENDING, "back in service untouched; waiting for the hypervisor"), "restore"
+        )
+        if isinstance(decision, Goto):
+            p.held_by = PauseCause.HYPERVISOR.value  # the coordinator pauses the rollout for it
+        return decision
     if p.outcome == "postpone":
         decision = _wait_up(run, p, Goto(S.PENDING, "back in service; postponed"), "restore")
         if isinstance(decision, Goto):

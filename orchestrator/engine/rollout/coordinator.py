@@ -28,14 +28,13 @@ from orchestrator.engine.rollout.decide import (
     next_step,
 )
 from orchestrator.engine.rollout.gate import Gate
-from orchestrator.engine.rollout.outage import PatientStore
+from orchestrator.engine.rollout.pauses import follow_host, hypervisor_down, record_outage
 from orchestrator.engine.rollout.ports import RolloutStore, Scheduler
 from orchestrator.engine.secrets import SecretValues
 from orchestrator.engine.wiring import Runtime
 from orchestrator.errors import OrchestratorError, StoreUnavailable
-from orchestrator.model.progress import Progress
 from orchestrator.model.records import Rollout
-from orchestrator.model.states import ACTIVE, ROLLOUT_DONE, TERMINAL, HostState, PauseCause, RolloutState
+from orchestrator.model.states import ACTIVE, ROLLOUT_DONE, TERMINAL, HostState, RolloutState
 from orchestrator.procs import OWNER
 
 log = logging.getLogger(__name__)
@@ -87,24 +86,6 @@ def tick(
         log.warning("tick of %s/%s stops: %s; the worker that holds it goes on", rollout_id, host, exc)
 
 
-def _record_outage(store: RolloutStore, rollout_id: str) -> None:
-    """Once the store answers again after an outage past its budget: say so, and pause the rollout for
-    it (the next tick of a host that goes on lifts the pause)."""
-    if not isinstance(store, PatientStore):
-        return
-    lasted = store.outage_to_report(rollout_id)
-    if lasted is None:
-        return
-    why = (
-        f"the store did not answer for {lasted:.0f}s (outage budget {store.budget:g}s); every host held "
-        "where it was"
-    )
-    store.record_action(rollout_id, "store_outage", "orchestrator", why)
-    store.transition_rollout(
-        rollout_id, RolloutState.PAUSED, reason=why, cause=PauseCause.STORE, only_from=RUNNING_ONLY
-    )
-
-
 def _tick(
     store: RolloutStore,
     runtime: Runtime,
@@ -125,7 +106,7 @@ def _tick(
             rollout_id, host, token, 1.0
         )  # someone is acting on it right now: look again later
         return
-    _record_outage(store, rollout_id)
+    record_outage(store, rollout_id)
     status = store.host(rollout_id, host)
     delay: float | None = None
     try:
@@ -137,7 +118,9 @@ def _tick(
                 spec.hosts[host],
                 adapters,
                 StoreJournal(store, rollout_id, owner, token),
-                controls=Gate(store, spec, adapters.lb),
+                controls=Gate(
+                    store, spec, adapters.lb, hypervisor_down=lambda h: hypervisor_down(adapters, h)
+                ),
             )
             _, progress, delay = pipeline.advance(status.state, status.progress)
             follow_host(store, rollout_id, progress)
@@ -160,38 +143,6 @@ def _tick(
         enqueue(store, scheduler, rollout_id, host, delay)
         return
     host_done(store, scheduler, rollout_id, runtime)
-
-
-def follow_host(store: RolloutStore, rollout_id: str, progress: Progress) -> None:
-    """What a host's tick found that concerns the whole rollout: the load balancer unreachable pauses it
-    (saying where each host is) and its return resumes it; the gate holding a host for the window pauses
-    it, and a host passing the gate resumes it."""
-    rollout = store.rollout(rollout_id)
-    if rollout is None:
-        return
-    if progress.blocked:
-        where = ", ".join(f"{h.name} {h.state.value}" for h in store.hosts(rollout_id))
-        store.transition_rollout(
-            rollout_id,
-            RolloutState.PAUSED,
-            reason=f"{progress.blocked}; retrying. Hosts: {where}",
-            cause=PauseCause.LOADBALANCER,
-            only_from=RUNNING_ONLY,
-        )
-    elif rollout.pause_cause is PauseCause.LOADBALANCER:
-        store.transition_rollout(rollout_id, RolloutState.RUNNING, only_cause=PauseCause.LOADBALANCER)
-    elif rollout.pause_cause is PauseCause.STORE and not progress.blocked:
-        store.transition_rollout(rollout_id, RolloutState.RUNNING, only_cause=PauseCause.STORE)
-    if progress.held_by == PauseCause.WINDOW:
-        store.transition_rollout(
-            rollout_id,
-            RolloutState.PAUSED,
-            reason=progress.held_why,
-            cause=PauseCause.WINDOW,
-            only_from=RUNNING_ONLY,
-        )
-    elif progress.passed_gate and rollout.pause_cause is PauseCause.WINDOW:
-        store.transition_rollout(rollout_id, RolloutState.RUNNING, only_cause=PauseCause.WINDOW)
 
 
 def _views(store: RolloutStore, rollout_id: str) -> list[HostView]:

@@ -40,11 +40,13 @@ class Gate:
         lb: LoadBalancer,
         *,
         clock: Callable[[], float] = time.time,
+        hypervisor_down: Callable[[HostSpec], str | None] = lambda _host: None,
     ) -> None:
         self.store = store
         self.spec = spec
         self.lb = lb
         self.clock = clock
+        self.hypervisor_down = hypervisor_down  # why the host's hypervisor does not answer, or None
 
     def aborting(self) -> bool:
         rollout = self.store.rollout(self.spec.rollout_id)
@@ -57,13 +59,17 @@ class Gate:
         rollout = self.store.rollout(self.spec.rollout_id)
         assert rollout is not None
         if not rollback:
-            waiting = self._rollout_gates(rollout)
+            waiting = self._rollout_gates(rollout, host)
             if waiting is not None:
                 return waiting
         return self._claim(host)
 
-    def _rollout_gates(self, rollout: Rollout) -> GateDecision | None:
-        if rollout.state is RolloutState.PAUSED and rollout.pause_cause is not PauseCause.WINDOW:
+    def _rollout_gates(self, rollout: Rollout, host: HostSpec) -> GateDecision | None:
+        if rollout.state is RolloutState.PAUSED and rollout.pause_cause is PauseCause.HYPERVISOR:
+            why = self.hypervisor_down(host)  # a pause that lifts when the hypervisor answers again
+            if why is not None:
+                return Hold(f"the hypervisor ({why})", 10.0, cause=PauseCause.HYPERVISOR)
+        elif rollout.state is RolloutState.PAUSED and rollout.pause_cause is not PauseCause.WINDOW:
             return Hold(f"the rollout to be resumed ({rollout.reason})", 1.0)
         if rollout.state in HELD_BY_THE_ROLLOUT:
             return Hold(f"the rollout ({rollout.state.value})", 1.0)

@@ -126,3 +126,8 @@ class StateError(OrchestratorError):
 
 class RolloutRefused(OrchestratorError):
     exit_code = 3
+
+
+class Superseded(Exception):
+    """This tick's chain is no longer the host's: a newer tick (a restart by the reconciler or `resume`)
+    or another worker holds it. The tick stops at once, writing nothing more."""

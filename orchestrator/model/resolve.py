@@ -16,6 +16,7 @@ from orchestrator.model.inventory import (
     Host,
     Inventory,
     LibvirtConfig,
+    NoSnapshots,
     Pool,
     SSHConfig,
     check_address,
@@ -397,9 +398,8 @@ def resolve(
         if not only_hosts or name in only_hosts
     }
     used = {n for h in hosts.values() for n in _secret_names(h)}
-    snapshot_timeout = (
-        pool.hypervisor.timeout if isinstance(pool.hypervisor, CommandSnapshotConfig) else 120.0
-    )
+    # The longest a snapshot call may take: the command provider's timeout, or libvirt's call bound.
+    snapshot_timeout = pool.hypervisor.timeout if not isinstance(pool.hypervisor, NoSnapshots) else 120.0
     batches = plan_batches(list(hosts), playbook.strategy.batches)
     _check_strategy(playbook, len(pool.hosts), len(batches), files)
     spec = RolloutSpec(

@@ -27,7 +27,7 @@ from sqlalchemy.exc import (
 )
 from sqlalchemy.orm import Session, sessionmaker
 
-from orchestrator.errors import ConfigError, RolloutRefused, StateError, StoreUnavailable
+from orchestrator.errors import ConfigError, RolloutRefused, StateError, StoreUnavailable, Superseded
 from orchestrator.model.progress import Progress
 from orchestrator.model.records import HostStatus, Rollout, Step
 from orchestrator.model.spec import RolloutSpec
@@ -378,12 +378,17 @@ class Store:
                 r.token,
             )
 
-    def save_host(self, rollout_id: str, name: str, state: HostState, progress: Progress) -> None:
-        """Persist a host's state; refuses transitions the table does not allow."""
+    def save_host(
+        self, rollout_id: str, name: str, state: HostState, progress: Progress, *, token: str | None = None
+    ) -> None:
+        """Persist a host's state; refuses transitions the table does not allow. With ``token``, only
+        while it is still the host's (else Superseded: a newer tick chain owns the host)."""
         with self.session() as s:
             row = s.get(HostRow, (rollout_id, name), with_for_update=True)
             if row is None:
                 raise KeyError(f"rollout {rollout_id} has no host {name}")
+            if token is not None and row.token != token:
+                raise Superseded(f"{rollout_id}/{name}: a newer tick chain holds the host")
             current = HostState(row.state)
             if current is not state:
                 check_transition(current, state)

@@ -36,6 +36,7 @@ def snapshotting(run: HostRun, p: Progress) -> Decision:
     if snapshots is None:
         return Goto(S.UPDATING, "no snapshot provider")
     name = run.host.snapshot_name
+    hold_for_hypervisor(run)
     try:
         run.call(p, lambda: snapshots.create(run.host.domain, name, memory=run.spec.snapshot_memory))
     except HypervisorError as exc:
@@ -48,6 +49,12 @@ def snapshotting(run: HostRun, p: Progress) -> Decision:
         return Goto(S.RESTORING, f"{p.held_why}; back in service untouched", outcome="held")
     p.snapshot = name
     return Goto(S.UPDATING, f"snapshot {name} of {run.host.domain}")
+
+
+def hold_for_hypervisor(run: HostRun) -> None:
+    """A snapshot call may take up to the hypervisor's bound: keep the host claimed that long, or the
+    reconciler would take the host for stalled and start a second tick on it."""
+    run.store.hold(run.host.name, run.spec.snapshot_timeout + 60)
 
 
 def reverted_memory_ends_commands(run: HostRun) -> bool:
@@ -101,6 +108,7 @@ def interrupted(run: HostRun, p: Progress) -> Decision:
     stopped = (
         "the revert replaces its memory" if reverted_memory_ends_commands(run) else stop_leftover(run, p)
     )
+    hold_for_hypervisor(run)
     run.call(p, lambda: snapshots.revert(run.host.domain, p.snapshot))
     run.adapters.remotes.discard(run.host)
     p.running_step = -1

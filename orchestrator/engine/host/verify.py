@@ -4,7 +4,7 @@ back in the pool until the load balancer's own check says UP, and the revert its
 from __future__ import annotations
 
 from orchestrator.adapters.checks.base import CheckResult
-from orchestrator.engine.host.change import reverted_memory_ends_commands, stop_leftover
+from orchestrator.engine.host.change import hold_for_hypervisor, reverted_memory_ends_commands, stop_leftover
 from orchestrator.engine.host.decisions import Decision, Fail, Goto, Wait
 from orchestrator.engine.host.run import HostRun, poll_delay
 from orchestrator.model.progress import Progress
@@ -74,6 +74,7 @@ def reverting(run: HostRun, p: Progress) -> Decision:
     cut_off = p.running_step >= 0 and not reverted_memory_ends_commands(run)
     stopped = stop_leftover(run, p) + "; " if cut_off else ""
     p.running_step = -1
+    hold_for_hypervisor(run)
     run.call(p, lambda: snapshots.revert(run.host.domain, p.snapshot))
     # Sessions opened before the revert hang afterwards: reconnect.
     run.adapters.remotes.discard(run.host)

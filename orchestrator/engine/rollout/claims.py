@@ -8,6 +8,7 @@ import socket
 
 from orchestrator.engine.rollout.outage import PatientStore
 from orchestrator.engine.rollout.ports import RolloutStore
+from orchestrator.errors import Superseded
 from orchestrator.model.progress import Progress
 from orchestrator.model.states import HostState
 from orchestrator.procs import alive
@@ -23,7 +24,7 @@ def owner_alive(owner: str) -> bool:
     return alive(int(pid))
 
 
-class ClaimLost(Exception):
+class ClaimLost(Superseded):
     """After a store outage, another worker holds the host (its lease ran out meanwhile): stop acting."""
 
 
@@ -51,7 +52,9 @@ class StoreJournal:
 
     def save(self, host: str, state: HostState, progress: Progress) -> None:
         self._still_ours(host)
-        self.store.save_host(self.rollout_id, host, state, progress)
+        # Only while this tick's token is the host's: a tick superseded midway (its lease ran out in a
+        # long call and a new chain started) must not write over the newer one.
+        self.store.save_host(self.rollout_id, host, state, progress, token=self.token or None)
 
     def hold(self, host: str, seconds: float) -> None:
         self._still_ours(host)

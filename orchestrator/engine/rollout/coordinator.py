@@ -17,7 +17,7 @@ import contextlib
 import logging
 
 from orchestrator.engine.host.machine import HostPipeline
-from orchestrator.engine.rollout.claims import LEASE, ClaimLost, StoreJournal, owner_alive
+from orchestrator.engine.rollout.claims import LEASE, StoreJournal, owner_alive
 from orchestrator.engine.rollout.decide import (
     AwaitApproval,
     Finish,
@@ -32,7 +32,7 @@ from orchestrator.engine.rollout.pauses import follow_host, hypervisor_down, rec
 from orchestrator.engine.rollout.ports import RolloutStore, Scheduler
 from orchestrator.engine.secrets import SecretValues
 from orchestrator.engine.wiring import Runtime
-from orchestrator.errors import OrchestratorError, StoreUnavailable
+from orchestrator.errors import OrchestratorError, StoreUnavailable, Superseded
 from orchestrator.model.records import Rollout
 from orchestrator.model.states import ACTIVE, ROLLOUT_DONE, TERMINAL, HostState, RolloutState
 from orchestrator.procs import OWNER
@@ -82,7 +82,7 @@ def tick(
             "tick of %s/%s: %s; %s holds where it is, again in %gs", rollout_id, host, exc, host, OUTAGE_RETRY
         )
         scheduler.send_tick(rollout_id, host, token, OUTAGE_RETRY)
-    except ClaimLost as exc:
+    except Superseded as exc:
         log.warning("tick of %s/%s stops: %s; the worker that holds it goes on", rollout_id, host, exc)
 
 
@@ -124,7 +124,7 @@ def _tick(
             )
             _, progress, delay = pipeline.advance(status.state, status.progress)
             follow_host(store, rollout_id, progress)
-    except (StoreUnavailable, ClaimLost):
+    except (StoreUnavailable, Superseded):
         raise  # not the rollout's failure: see tick()
     except Exception as exc:  # a bug: stop loudly, naming where the host stands
         log.exception("tick of %s/%s crashed", rollout_id, host)

@@ -25,26 +25,28 @@ Refused (each ``where`` phrase completes "{{ vars.x }} is ..."):
   be ``eval``); of ``ssh`` after the host and ``su``/``runuser`` after the user (a remote or login shell
   runs them); of ``sudo -s``/``-i``.
 - the script of ``sh -c`` (bash, dash, ash, ksh, zsh, ...), also behind wrappers (``env``, ``sudo``,
-  ``exec``, ``command``, ``nice``, ``nohup``, ``timeout``, ``xargs``, ``flock``, ``busybox``, ``find -exec
-  ... ;``); the code argument of ``su -c``, ``flock -c``, ``env -S``, ``script -c``, ``ssh -o``, ``python
-  -c``, ``perl -e``, ``ruby -e``, ``node -e``, ``php -r``; the script operand of ``sed`` (its ``e`` command
-  runs commands) and ``awk`` (``system()``). Where such a program reads options a value could be one
-  (``-c``, ``-Scmd``, ``-ee cmd``), so it is refused there too, and so is a word that it could turn into
-  code; ``--`` before the value fixes that. Arguments after ``sh -c SCRIPT`` are refused when the script
-  runs ``$1``/``$@`` as code.
+  ``exec``, ``command``, ``nice``, ``nohup``, ``timeout``, ``xargs``, ``flock``, ``busybox``,
+  ``find -exec ... ;``); the code argument of ``su -c``, ``flock -c``, ``env -S``, ``script -c``,
+  ``python -c``, ``perl -e``, ``ruby -e``, ``node -e``, ``php -r``, ``ssh``/``scp``/``sftp -o``,
+  ``rsync -e``, ``tar --to-command``/``-I``/``-F``; the script operand of ``sed`` (its ``e`` command runs
+  commands) and ``awk`` (``system()``). Where such a program reads options a value could be one (``-c``,
+  ``-Scmd``, ``-ee cmd``, ``-oProxyCommand=cmd``), so it is refused there too, and so is a word that it
+  could turn into code; ``--`` before the value fixes that. Arguments after ``sh -c SCRIPT`` are refused
+  when the script runs ``$1``/``$@`` as code.
 - piped into a shell or interpreter that reads its script from stdin (``echo {{x}} | sh``, ``tee >(sh)``),
   or fed to one as a here-string.
 - where bash evaluates ``a[$(cmd)]`` in a variable name or arithmetic, even from a quoted word: names and
-  (with ``-i``/``-n``) values of ``declare``/``typeset``/``local``, ``printf -v NAME``, ``test -v``/``[
-  -v``, ``[[ -v ]]``, operands beside ``-eq -ne -lt -le -gt -ge`` in ``[[ ]]`` (or beside another value
-  there, which could be ``-eq``), ``NAME[...]=`` subscripts.
+  (with ``-i``/``-n``) values of ``declare``/``typeset``/``local``, ``printf -v NAME``, ``test -v``,
+  ``[ -v``, ``[[ -v ]]``, operands beside ``-eq -ne -lt -le -gt -ge`` in ``[[ ]]`` (or beside another
+  value there, which could be ``-eq``), ``NAME[...]=`` subscripts.
 - inside ``$(...)`` where its output, split into words, could become options or code (a command name, the
   arguments of the programs above before their command or script).
 - a value that reaches such a place through a variable or a positional parameter: assigned to a name (also
-  by ``for``, ``read``, ``printf -v``, ``export``, ``local``, copies ``y=$x``), passed to ``set --`` or to a
-  function of the script, when that name or ``$1``/``$@`` is later expanded in a refused place, an integer
-  variable (``declare -i``) or a variable the shell runs as code (``BASH_ENV``, ``ENV``, ``PS4``,
-  ``PROMPT_COMMAND``, ``BASH_FUNC_*``, ``LD_PRELOAD``, ``PAGER`` ...); and a value naming the variable of an
+  by ``for``, ``printf -v``, ``export``, ``local``, copies ``y=$x``, and ``read`` from a pipe or from any
+  here-string), passed to ``set --`` or to a function of the script (even one defined after the call),
+  when that name or ``$1``/``$@`` is later expanded in a refused place; assigned to an integer variable
+  (``declare -i``) or to one the shell or a program runs as code (``BASH_ENV``, ``ENV``, ``PS4``,
+  ``PROMPT_COMMAND``, ``BASH_FUNC_*``, ``LD_PRELOAD``, ``PAGER`` ...); naming the variable of an
   assignment (``{{x}}=...``).
 
 Accepted: a value in an unquoted word at top level or inside ``$( )``, ``( )``, ``{ }``, ``<( )``, after
@@ -52,9 +54,9 @@ Accepted: a value in an unquoted word at top level or inside ``$( )``, ``( )``, 
 as the command name (it picks the program, which is what the template says) and in a path such as
 ``{{dir}}/bin/install`` whose last component is literal. A value in ``$(...)`` reaches the command line as
 the inner command's output, split into words like any unquoted substitution: not code, but it can be several
-arguments. Not modelled: ordinary programs' options (a value starting with ``-`` given to ``tar``,
-``rsync``, ``git``), globs and regexes written around a value, data flow through files and file descriptors,
-and function arguments beyond "the function may run its parameters as code".
+arguments. Not modelled: the options of other programs (a value starting with ``-`` given to ``git``,
+``curl``, ``docker``), globs and regexes written around a value, data flow through files and file
+descriptors, and what a function does with its arguments beyond "it may run them as code".
 
 ``misplaced`` never raises and runs in linear time: one pass, bounded lookahead, a small fixed set of
 readings per word; nesting deeper than 64 levels refuses everything.
@@ -227,6 +229,13 @@ _TABLE = [
         "after=cmd",
     ),
     ("ssh", "arg=BbcDEeFIiJLlmOpQRSWw code=o before=1 after=code"),
+    ("scp sftp", "arg=cDFiJlPX code=oS permutes"),
+    ("rsync", "code=e long_code=rsh,rsync-path long_arg=files-from,exclude,include,filter,chmod permutes"),
+    (
+        "tar",
+        "arg=fCbHKLNTgVX code=IF long_code=to-command,use-compress-program,info-script,new-volume-script,"
+        "checkpoint-action,rsh-command,rmt-command long_arg=file,directory,exclude,files-from permutes",
+    ),
     ("script", "code=c long_code=command"),
     ("sed", "code=e arg=fl long_code=expression long_arg=file,line-length script script_opts=ef permutes"),
     (
@@ -244,6 +253,9 @@ _WHY = {  # keyed by the first name of a _TABLE line
     "env": "the argument of env -S (it is split into a command)",
     "flock": "the command of flock -c (it would run as code)",
     "ssh": "an -o option of ssh (ProxyCommand= runs a command)",
+    "scp": "an -o or -S option of {name} (they run commands)",
+    "rsync": "the remote shell of rsync -e (it runs as a command)",
+    "tar": "an option of tar that runs a program (--to-command, -I, -F)",
     "script": "the command of script -c (it would run as code)",
     "sed": "a sed script (GNU sed's e command runs shell commands)",
     "awk": "an awk program (system() in it runs commands)",
@@ -476,10 +488,15 @@ class _Scan:
         self.pos_names: set[str] = set()
         self.aliases: set[str] = set()
         self.functions: set[str] = set()
+        self.calls: list[tuple[str, _Word]] = []  # the arguments of commands that may be functions
         self.feeds_code = False  # a >(...) in the current stage runs its input
 
     def run(self) -> None:
         self._list(closer=False, kind="top")
+        for name, w in self.calls:
+            if name in self.functions:
+                self.pos_marks += self.marks[w.m0 : w.m1]
+                self.pos_names |= _names(self.s[w.start : w.end])
         todo = [*self.code_names, *self.int_names]
         if self.pos_code:
             self.flag(self.pos_marks, POSITIONAL)
@@ -491,7 +508,9 @@ class _Scan:
                 used.add(name)
                 todo.extend(self.links.get(name, ()))
         for name, positions in self.assigns:
-            if name in self.int_names:
+            if name.startswith("#") and name in used:  # what a read took from a pipe or a here-string
+                self.flag(positions, "fed to read, whose variable the script runs as code or arithmetic")
+            elif name in self.int_names:
                 self.flag(
                     positions, f"assigned to {name}, an integer variable (bash evaluates it as arithmetic)"
                 )
@@ -511,9 +530,12 @@ class _Scan:
         self.code_names |= _names(text)
         self.pos_code = self.pos_code or _positional(text)
 
-    def flag_word(self, w: _Word, why: str) -> None:
+    def flag_word(self, w: _Word, why: str, target: bool = False) -> None:
+        """Refuse the values in ``w``; what it expands is read as code too (a ``target`` name only when it is
+        itself an expansion: read x sets x, it does not run it)."""
         self.flag(self.marks[w.m0 : w.m1], why)
-        self.code_text(self.s[w.start : w.end])
+        if w.exp or not target:
+            self.code_text(self.s[w.start : w.end])
 
     def _meet(self, pos: int, why: str | None) -> None:
         self.marks.append(pos)
@@ -992,6 +1014,7 @@ class _Cmds:
             self.dbr += [op, w]
         if op == "<<<":
             self.here.extend(self.sc.marks[w.m0 : w.m1])
+            self.sc.assigns.append(("#stdin", self.sc.marks[w.m0 : w.m1]))  # done <<< x feeds a read inside
 
     def op(self, o: str) -> None:
         if self.case and self.case[-1] != "body":
@@ -1066,8 +1089,7 @@ class _Cmds:
                     doc.code = True
                 sc.feeds_code = False
         for name in self.read_names:  # read takes the pipeline's and here-strings' values
-            self._set(name, "", self.here)
-            sc.links.setdefault(name, set()).add(f"#{self.pipe_at}")
+            sc.links.setdefault(name, set()).update((f"#{self.pipe_at}", "#stdin"))
             self.pipe_read = True
         self.here, self.heredocs, self.read_names = [], [], []
         self.stage, self.stage_at = len(sc.marks), sc.i
@@ -1105,8 +1127,7 @@ class _Cmds:
             if k in ("forlist", "pvals"):
                 self._set(st.name, raw, sc.marks[w.m0 : w.m1])
             elif k == "fcall":
-                sc.pos_marks += sc.marks[w.m0 : w.m1]
-                sc.pos_names |= _names(raw)
+                sc.calls.append((st.name, w))
             return {st}
         if k == "flag":
             sc.flag_word(w, st.name)
@@ -1122,7 +1143,7 @@ class _Cmds:
         if w.split:  # the special commands below read options or names from their arguments
             sc.flag(w.split, SPLIT)
         if k in ("let", "alias", "read"):
-            sc.flag_word(w, {"let": LET, "alias": ALIAS, "read": READ}[k])
+            sc.flag_word(w, {"let": LET, "alias": ALIAS, "read": READ}[k], target=k == "read")
             if k == "alias" and t and "=" in t:
                 sc.aliases.add(t.split("=", 1)[0])
             if k == "read" and t and not t.startswith("-"):
@@ -1150,7 +1171,7 @@ class _Cmds:
                 return {replace(st, kind="pname", name=PRINTF_AFTER), replace(st, kind="inert")}
             return {replace(st, kind="inert")}
         if k == "pname":
-            sc.flag_word(w, st.name)
+            sc.flag_word(w, st.name, target=True)
             return {replace(st, kind="pvals", name=t or "")}
         if k == "test":
             if st.name:
@@ -1189,8 +1210,6 @@ class _Cmds:
         name = "".join(w.tail)
         if w.tail_open:
             out.add(_St("flag", fx, NAMED))
-        elif name in sc.functions:
-            out.add(_St("fcall", fx))
         elif name in sc.aliases:
             out.add(_St("flag", fx, ALIASED))
         elif name in _RUNS_ARGS:
@@ -1201,8 +1220,8 @@ class _Cmds:
             out.add(_St({"[": "test", "readonly": "export"}.get(name, "decl"), fx))
         elif name in _PROGS:
             out.add(_St("prog", fx, name, code="c" if _PROGS[name].script else ""))
-        else:
-            out.add(_St("inert", fx))
+        else:  # an ordinary program, unless a function of that name is defined, maybe later in a loop
+            out.add(_St("fcall", fx, name))
         return out
 
     def _assignment(self, w: _Word) -> None:
@@ -1250,6 +1269,8 @@ class _Cmds:
             if t == "--":
                 return {replace(st, phase=1)}
             opt = t if t is not None else "".join(w.prefix)
+            if st.name == "tar" and st.nops == 0 and opt[:1] not in ("-", "") and not w.first_open:
+                opt, t = "-" + opt, None if t is None else "-" + t  # tar xzf: options without the dash
             if (opt[:1] == "-" or (opt[:1] == "+" and spec.plus)) and (t is None or len(t) > 1):
                 return self._option(st, spec, w, opt, complete=t is not None)
             if w.first_open:

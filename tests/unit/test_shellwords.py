@@ -138,6 +138,12 @@ CASES: list[tuple[str, list[tuple[int, str]]]] = [
     ("awk {{0}} /etc/passwd", [(0, "an awk program")]),
     ("bash <(echo {{0}})", [(0, "inside $(...)")]),
     ("timeout $(echo {{0}})", [(0, "could become options or code")]),
+    ("scp {{0}} deploy@host:/tmp/", [(0, "where scp reads options")]),  # {{0}} = -oProxyCommand=cmd
+    ("scp -- {{0}} deploy@host:/tmp/ && rsync -a -- {{1}} /opt/", OK),
+    ("rsync -a {{0}} /opt/", [(0, "where rsync reads options")]),
+    ("tar xzf {{0}} -C {{1}}", OK),
+    ("tar -xzf app.tgz {{0}}", [(0, "where tar reads options")]),  # {{0}} = --to-command=cmd
+    ("tar --to-command={{0}} -xf app.tgz", [(0, "an option of tar that runs a program")]),
     # -- stdin that a shell runs
     ("echo {{0}} | sh", [(0, "piped into a shell")]),
     ("{ echo {{0}}; } | sh", [(0, "piped into a shell")]),
@@ -168,7 +174,11 @@ CASES: list[tuple[str, list[tuple[int, str]]]] = [
     ("export x={{0}}; sh -c 'eval \"$x\"'", [(0, "assigned to x")]),
     ("x={{0}}; sh <<EOF\n$x\nEOF", [(0, "assigned to x")]),
     ("x={{0}}; echo ${!x}", [(0, "assigned to x")]),
-    ("read x <<< {{0}}; (( x ))", [(0, "assigned to x")]),
+    ("read x <<< {{0}}; (( x ))", [(0, "fed to read")]),
+    ('while read -r l; do eval "$l"; done <<< {{0}}', [(0, "fed to read")]),
+    ("echo {{0}} | while read -r l; do (( l )); done", [(0, "fed to read")]),
+    ('read -r a b <<< {{0}}; echo "$a"', OK),
+    ('for i in 1 2; do f {{0}}; f() { eval "$1"; }; done', [(0, "a positional parameter")]),
     ("for i in {{0}}; do (( i )); done", [(0, "assigned to i")]),
     ('set -- {{0}}; eval "$1"', [(0, "a positional parameter")]),
     ('f() { eval "$@"; }; f {{0}}', [(0, "a positional parameter")]),

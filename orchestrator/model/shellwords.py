@@ -1137,7 +1137,7 @@ class _Cmds:
                 return {st}
             if k == "start" and w.plain and t in ("for", "select", "function", "[["):
                 return {replace(st, kind={"[[": "inert", "function": "fname"}.get(t, "for"))}
-            return self._name(st.fx, w)
+            return self._name(st.fx, w, shell=st.name != "argv")
         if k == "prog":
             return self._prog(st, w)
         if w.split:  # the special commands below read options or names from their arguments
@@ -1179,10 +1179,10 @@ class _Cmds:
             return {replace(st, name="v" if t in ("-v", "-R") else "open" if w.m1 > w.m0 or w.unq else "")}
         if k == "find":
             if t in ("-exec", "-execdir", "-ok", "-okdir"):
-                return {_St("cmd", fx=True)}
+                return {_St("cmd", fx=True, name="argv")}
             if w.first_open and (w.m1 > w.m0 or w.unq):  # it could be -exec
                 sc.code_text(raw)
-                return {st, _St("cmd", fx=True)}
+                return {st, _St("cmd", fx=True, name="argv")}
             return {st}
         if k == "set":
             sc.pos_marks += sc.marks[w.m0 : w.m1]
@@ -1195,18 +1195,19 @@ class _Cmds:
         sc.functions.add(t or "")  # fname: function NAME { ...; }
         return {replace(st, kind="start")}
 
-    def _name(self, fx: bool, w: _Word) -> set[_St]:
-        """``w`` stands where a command name may."""
+    def _name(self, fx: bool, w: _Word, shell: bool = True) -> set[_St]:
+        """``w`` stands where a command name may: for the ``shell``, which may also read an assignment
+        there, or in a program's argv (command NAME=x is a program called NAME=x)."""
         sc = self.sc
-        if w.assign is not None:
+        if shell and w.assign is not None:
             self._assignment(w)
             return {_St("cmd", fx)}
-        if w.maybe_assign and w.named_assign:
+        if shell and w.maybe_assign and w.named_assign:
             sc.flag_word(w, NAMED_ASSIGN)
         sc.flag(w.split, NAME_SPLIT)
         if w.unq or (w.tail_open and w.exp):  # $x, "$x" as a command: what x holds picks and splits it
             sc.code_text(sc.s[w.start : w.end])
-        out = {_St("cmd", fx)} if w.maybe_assign else set()
+        out = {_St("cmd", fx)} if shell and w.maybe_assign else set()
         name = "".join(w.tail)
         if w.tail_open:
             out.add(_St("flag", fx, NAMED))
@@ -1363,7 +1364,7 @@ class _Cmds:
                 return {_St("flag", st.fx, spec.after)}
             if t is not None and t[:1] == "-" and t[1:] and t[1:] in spec.code:  # flock FILE -c CMD
                 return {replace(st, pending="code")}
-            return self._name(st.fx, w)
+            return self._name(st.fx, w, shell=False)
         if k == 0 and spec.stdin and t == "-":
             return {replace(st, code="s", nops=1, phase=phase)}
         if k == 0 and spec.stdin and not st.code:

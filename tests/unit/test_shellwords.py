@@ -104,6 +104,9 @@ CASES: list[tuple[str, list[tuple[int, str]]]] = [
     ("mapfile -C {{0}} -c 1 lines < /etc/hosts", [(0, "an argument of mapfile")]),
     ("watch -n 5 systemctl status {{0}}", [(0, "an argument of watch")]),
     ("{{0}} {{1}}", [(1, "a command whose name comes from a value")]),
+    ("{{0}}/bin/appctl {{1}} {{2}}", [(2, "a command whose name comes from a value")]),  # {{0}} = A=B
+    ("cd {{0}} && ./bin/appctl {{1}} {{2}}", OK),  # the way to write the one above
+    ("command -- {{0}}/bin/appctl {{1}} {{2}}", OK),  # a program's argv: never an assignment
     ("exec {{0}} {{1}}", [(1, "a command whose name comes from a value")]),
     ("nice -n 5 {{0}} {{1}}", [(1, "a command whose name comes from a value")]),
     ("$SHELL -c {{0}}", [(0, "a command whose name comes from a value or an expansion")]),

@@ -19,7 +19,8 @@ Refused (each ``where`` phrase completes "{{ vars.x }} is ..."):
 - right after ``\\`` (it escapes the value's opening quote), after ``$`` (``$'...'`` is ANSI-C quoting in
   bash, ``$`` + text a variable), after ``$NAME`` (text extends the name), in a tilde prefix ``~x`` (text
   names a user), inside an unclosed ``{`` of the word (bash brace expansion splits a value at commas), right
-  before ``<`` or ``>`` with only digits before it (a value ``2`` becomes a file descriptor).
+  before ``<`` or ``>`` with only digits before it (a value ``2`` becomes a file descriptor), in the target
+  of ``>&`` (bash expands a target that is not a number a second time).
 - as an argument of ``eval``, ``.``/``source``, ``trap``, ``alias``, ``let``, ``read``, ``mapfile`` (``-C``
   runs code), ``watch``, ``parallel``; of a command that a value, an expansion or an alias names (it could
   be ``eval``); of ``ssh`` after the host and ``su``/``runuser`` after the user (a remote or login shell
@@ -126,6 +127,7 @@ DOLLAR_NAME = "right after $NAME (it would extend the variable's name)"
 TILDE = "right after ~ (it would name a user's home directory)"
 BRACE = "inside {...} (bash brace expansion would split a value at its commas)"
 FD = "right before a redirection (a value of digits would become a file descriptor)"
+DUP = "the target of >& (bash expands it a second time when it is not a number)"
 NAMED = "an argument of a command whose name comes from a value or an expansion (it could be eval)"
 NAME_SPLIT = "inside $(...) in a command name (its output is split into a command and its arguments)"
 SPLIT = "inside $(...) whose output, split into words, could become options or code here"
@@ -1012,6 +1014,8 @@ class _Cmds:
     def redirect(self, w: _Word, op: str) -> None:
         if self.dbr is not None:
             self.dbr += [op, w]
+        if op == ">&":  # bash expands >&WORD a second time when it is not a number: $(...) in it runs
+            self.sc.flag_word(w, DUP)
         if op == "<<<":
             self.here.extend(self.sc.marks[w.m0 : w.m1])
             self.sc.assigns.append(("#stdin", self.sc.marks[w.m0 : w.m1]))  # done <<< x feeds a read inside

@@ -27,7 +27,8 @@ Refused (each ``where`` phrase completes "{{ vars.x }} is ..."):
   runs them); of ``sudo -s``/``-i``.
 - the script of ``sh -c`` (bash, dash, ash, ksh, zsh, ...), also behind wrappers (``env``, ``sudo``,
   ``exec``, ``command``, ``nice``, ``nohup``, ``timeout``, ``xargs``, ``flock``, ``busybox``,
-  ``find -exec ... ;``); the code argument of ``su -c``, ``flock -c``, ``env -S``, ``script -c``,
+  ``find -exec ... ;``, and any program naming a shell among its arguments: ``docker exec c sh -c``,
+  ``kubectl exec p -- sh -c``); the code argument of ``su -c``, ``flock -c``, ``env -S``, ``script -c``,
   ``python -c``, ``perl -e``, ``ruby -e``, ``node -e``, ``php -r``, ``ssh``/``scp``/``sftp -o``,
   ``rsync -e``, ``tar --to-command``/``-I``/``-F``; the script operand of ``sed`` (its ``e`` command runs
   commands) and ``awk`` (``system()``). Where such a program reads options a value could be one (``-c``,
@@ -35,7 +36,8 @@ Refused (each ``where`` phrase completes "{{ vars.x }} is ..."):
   could turn into code; ``--`` before the value fixes that. Arguments after ``sh -c SCRIPT`` are refused
   when the script runs ``$1``/``$@`` as code.
 - piped into a shell or interpreter that reads its script from stdin (``echo {{x}} | sh``, ``tee >(sh)``),
-  or fed to one as a here-string.
+  or into ``xargs`` running such a command (``xargs sh -c``, ``xargs -I{} sh -c '...{}...'``), or fed to one
+  as a here-string; an argument of ``sh -s`` when the piped script runs ``$1`` as code.
 - where bash evaluates ``a[$(cmd)]`` in a variable name or arithmetic, even from a quoted word: names and
   (with ``-i``/``-n``) values of ``declare``/``typeset``/``local``, ``printf -v NAME``, ``test -v``,
   ``[ -v``, ``[[ -v ]]``, operands beside ``-eq -ne -lt -le -gt -ge`` in ``[[ ]]`` (or beside another
@@ -337,14 +339,14 @@ def _names(text: str) -> set[str]:
 
 
 def _positional(text: str) -> bool:
-    """Does ``text`` expand a positional parameter ($1, ${2}, $@, $*)?"""
+    """Does ``text`` expand a positional parameter ($0 after sh -c SCRIPT, $1, ${2}, $@, $*)?"""
     k = text.find("$")
     while k >= 0:
         nxt = text[k + 1 : k + 2]
         if (
             nxt in ("@", "*")
-            or "1" <= nxt <= "9"
-            or (nxt == "{" and text[k + 2 : k + 3] in tuple("@*123456789"))
+            or "0" <= nxt <= "9"
+            or (nxt == "{" and text[k + 2 : k + 3] in tuple("@*0123456789"))
         ):
             return True
         k = text.find("$", k + 1)
@@ -464,6 +466,7 @@ class _St:
     phase: int = 0  # 0 while options may come
     nops: int = 0  # operands seen, up to 2: no rule tells more apart, and so the readings stay few
     code: str = ""  # "c": sh -c; "v": a value may have been -c; "s": stdin is the script; "P": $1... are code
+    xa: str = ""  # run by xargs, which adds its stdin as arguments ("I": xargs -I puts it inside them)
 
 
 _START = _St("start")
@@ -1132,6 +1135,9 @@ class _Cmds:
                 self._set(st.name, raw, sc.marks[w.m0 : w.m1])
             elif k == "fcall":
                 sc.calls.append((st.name, w))
+                base = (t or "").rsplit("/", 1)[-1]
+                if base in _PROGS and _PROGS[base].flag_code:  # docker exec c sh -c ..., nsenter ... sh -c
+                    return {st, _St("prog", st.fx, base, xa=st.xa)}
             return {st}
         if k == "flag":
             sc.flag_word(w, st.name)
@@ -1295,7 +1301,9 @@ class _Cmds:
                 return {replace(st, pending="code")}
             if name in spec.long_rest:
                 return {_St("flag", st.fx, SUDO_SHELL)}
-            return {replace(st, pending="arg" if name in spec.long_arg and not eq else "")}
+            if st.name == "xargs" and name == "replace":
+                code = "I"
+            return {replace(st, pending="arg" if name in spec.long_arg and not eq else "", code=code)}
         cluster = opt[1:]
         for j, c in enumerate(cluster):
             attached = j + 1 < len(cluster) or not complete
@@ -1306,6 +1314,8 @@ class _Cmds:
                     sc.flag_word(w, spec.why)
                     return {replace(st, code=code)}
                 return {replace(st, pending="code", code=code)}
+            if st.name == "xargs" and c in "Ii":
+                code = "I"
             if c in spec.arg:
                 return {replace(st, pending="" if attached else "arg", code=code)}
             if c in spec.flag_code and opt[0] == "-":
@@ -1349,6 +1359,9 @@ class _Cmds:
         if st.code == "P":
             sc.flag_word(w, f"an argument that the script of {st.name} -c runs as code (through $1 or $@)")
             return {replace(st, nops=min(k + 1, 2))}
+        if st.code == "s" and spec.stdin:  # sh -s ARGS: the piped script's $1 ...
+            sc.pos_marks += sc.marks[w.m0 : w.m1]
+            sc.pos_names |= _names(sc.s[w.start : w.end])
         if k == 0 and st.code in ("c", "v") and (spec.flag_code or spec.script):
             if spec.script:
                 why = spec.why
@@ -1368,7 +1381,8 @@ class _Cmds:
                 return {_St("flag", st.fx, spec.after)}
             if t is not None and t[:1] == "-" and t[1:] and t[1:] in spec.code:  # flock FILE -c CMD
                 return {replace(st, pending="code")}
-            return self._name(st.fx, w, shell=False)
+            xa = st.xa or ({"I": "I"}.get(st.code, "x") if st.name == "xargs" else "")
+            return {replace(s, xa=xa) for s in self._name(st.fx, w, shell=False)}
         if k == 0 and spec.stdin and t == "-":
             return {replace(st, code="s", nops=1, phase=phase)}
         if k == 0 and spec.stdin and not st.code:
@@ -1391,7 +1405,14 @@ class _Cmds:
 
 
 def _reads_stdin(st: _St) -> bool:
-    """Does this reading run its stdin as code (sh, bash -s, python with no script)?"""
-    if st.kind != "prog" or not _PROGS[st.name].stdin:
+    """Does this reading run its stdin as code (sh, bash -s, python with no script; xargs handing its input to
+    eval, to sh -c as the script, or to a script that runs $1)?"""
+    if st.xa and st.kind == "flag":
+        return True
+    if st.kind != "prog":
         return False
-    return st.code == "s" or (st.nops == 0 and st.code in ("", "v"))
+    if st.xa and (
+        st.pending == "code" or st.code == "P" or (st.code in ("c", "v") and (not st.nops or st.xa == "I"))
+    ):
+        return True
+    return _PROGS[st.name].stdin and (st.code == "s" or (st.nops == 0 and st.code in ("", "v")))

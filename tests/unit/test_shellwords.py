@@ -140,6 +140,10 @@ CASES: list[tuple[str, list[tuple[int, str]]]] = [
     ("sed -i s/a/b/ {{0}}", [(0, "where sed reads options")]),  # GNU sed: {{0}} = "-ee cmd" runs cmd
     ("awk {{0}} /etc/passwd", [(0, "an awk program")]),
     ("bash <(echo {{0}})", [(0, "inside $(...)")]),
+    ("docker exec app sh -c {{0}}", [(0, "the script of sh -c")]),  # a shell named in any program's args
+    ("kubectl exec pod -- bash -lc {{0}}", [(0, "the script of bash -c")]),
+    ("docker exec app sh -c 'echo \"$1\"' _ {{0}}", OK),
+    ("sh -c '$0' {{0}}", [(0, "runs as code (through $1 or $@)")]),
     ("timeout $(echo {{0}})", [(0, "could become options or code")]),
     ("scp {{0}} deploy@host:/tmp/", [(0, "where scp reads options")]),  # {{0}} = -oProxyCommand=cmd
     ("scp -- {{0}} deploy@host:/tmp/ && rsync -a -- {{1}} /opt/", OK),
@@ -153,6 +157,11 @@ CASES: list[tuple[str, list[tuple[int, str]]]] = [
     ("echo {{0}} | (cat) | bash -s", [(0, "piped into a shell")]),
     ("echo {{0}} | tee >(sh) > /dev/null", [(0, "piped into a shell")]),
     ("sh <<< {{0}}", [(0, "a here-string fed to a shell")]),
+    ("echo {{0}} | xargs sh -c 'eval \"$1\"' _", [(0, "piped into a shell")]),
+    ("echo {{0}} | xargs -I{} sh -c 'echo {}'", [(0, "piped into a shell")]),
+    ("echo {{0}} | xargs sudo sh -c", [(0, "piped into a shell")]),
+    ("echo {{0}} | xargs -n1 rm -f && echo {{1}} | xargs sh -c 'echo \"$1\"' _", OK),
+    ("echo 'eval \"$1\"' | sh -s {{0}}", [(0, "a positional parameter")]),
     # -- bash evaluating names and arithmetic
     ("declare -i n={{0}}", [(0, "the value in declare -i")]),
     ("local -n ref={{0}}", [(0, "the value in declare -i or -n")]),

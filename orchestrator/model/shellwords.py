@@ -47,7 +47,8 @@ Refused (each ``where`` phrase completes "{{ vars.x }} is ..."):
 - a value that reaches such a place through a variable or a positional parameter: assigned to a name (also
   by ``for``, ``printf -v``, ``export``, ``local``, copies ``y=$x``, and ``read`` from a pipe or from any
   here-string), passed to ``set --`` or to a function of the script (even one defined after the call),
-  when that name or ``$1``/``$@`` is later expanded in a refused place; assigned to an integer variable
+  when that name, ``$1``/``$@`` or ``$_`` (the last argument of the previous command, so any value) is
+  later expanded in a refused place; assigned to an integer variable
   (``declare -i``) or to one the shell or a program runs as code (``BASH_ENV``, ``ENV``, ``PS4``,
   ``PROMPT_COMMAND``, ``BASH_FUNC_*``, ``LD_PRELOAD``, ``PAGER`` ...); naming the variable of an
   assignment (``{{x}}=...``).
@@ -512,6 +513,8 @@ class _Scan:
             if name not in used:
                 used.add(name)
                 todo.extend(self.links.get(name, ()))
+        if "_" in used:  # $_ is the last argument of the previous command: it may carry any value
+            self.flag(self.marks, "an argument that $_ may carry to where the script runs it as code")
         for name, positions in self.assigns:
             if name.startswith("#") and name in used:  # what a read took from a pipe or a here-string
                 self.flag(positions, "fed to read, whose variable the script runs as code or arithmetic")

@@ -208,6 +208,8 @@ CASES: list[tuple[str, list[tuple[int, str]]]] = [
     ("printf -v{{0}} x=$1", [(0, "printf -v")]),  # found by fuzzing: bash takes -vNAME as one word
     ("a[ {{0}}]=1", [(0, "bash and dash split it differently")]),  # found by fuzzing: bash reads to the ]
     ("nice2>&1{{0}}", [(0, "the target of >&")]),  # found by fuzzing: bash expands '$(cmd)' there again
+    ("{{0}}\n$[_]", [(0, "$_ may carry")]),  # found by fuzzing: $_ is the last argument, bash evaluates it
+    ('cp {{0}} /tmp; eval "$_"', [(0, "$_ may carry")]),
     ("echo hi >& {{0}}; x={{1}}; exec >&$x", [(0, "the target of >&"), (1, "assigned to x")]),
 ]
 

@@ -1172,20 +1172,23 @@ class _Cmds:
             elif w.unq:
                 sc.code_text(raw)  # export $x: x may hold BASH_ENV=...
             return {st}
-        if k == "printf":
+        if k == "printf":  # options, until the format; name: the variable of the last -v (they repeat)
             if t == "-v":
-                return {replace(st, kind="pname", name=PRINTF_V)}
+                return {replace(st, kind="pname", code="v")}
             if t and t.startswith("-v"):
-                return {replace(st, kind="pvals", name=t[2:])}
+                return {replace(st, name=t[2:])}
+            if t == "--":
+                return {replace(st, kind="pvals")}
             if t is None and "".join(w.prefix).startswith("-"):  # -v{{x}}, or a value that makes it -vNAME
                 sc.flag_word(w, PRINTF_V)
-            if w.first_open and (w.m1 > w.m0 or w.unq):
+                return {st, replace(st, kind="pvals")}
+            if w.first_open and (w.m1 > w.m0 or w.unq):  # a value that could be -v
                 sc.code_text(raw)
-                return {replace(st, kind="pname", name=PRINTF_AFTER), replace(st, kind="inert")}
-            return {replace(st, kind="inert")}
+                return {replace(st, kind="pname", code="a"), replace(st, kind="pvals")}
+            return {replace(st, kind="pvals")}
         if k == "pname":
-            sc.flag_word(w, st.name, target=True)
-            return {replace(st, kind="pvals", name=t or "")}
+            sc.flag_word(w, PRINTF_V if st.code == "v" else PRINTF_AFTER, target=True)
+            return {replace(st, kind="printf", name=t or "", code="")}
         if k == "test":
             if st.name:
                 sc.flag_word(w, TEST_V)
@@ -1280,7 +1283,7 @@ class _Cmds:
             self.sc.flag_word(w, spec.why)
             return {replace(st, pending="")}
         if st.phase == 0:
-            if t == "--":
+            if t == "--" or (spec.plus and t in ("-", "+")):  # a lone - or + ends a shell's options too
                 return {replace(st, phase=1)}
             opt = t if t is not None else "".join(w.prefix)
             if st.name == "tar" and st.nops == 0 and opt[:1] not in ("-", "") and not w.first_open:

@@ -209,6 +209,10 @@ CASES: list[tuple[str, list[tuple[int, str]]]] = [
     ("a[ {{0}}]=1", [(0, "bash and dash split it differently")]),  # found by fuzzing: bash reads to the ]
     ("nice2>&1{{0}}", [(0, "the target of >&")]),  # found by fuzzing: bash expands '$(cmd)' there again
     ("{{0}}\n$[_]", [(0, "$_ may carry")]),  # found by fuzzing: $_ is the last argument, bash evaluates it
+    ("sh -c + {{0}}", [(0, "the script of sh -c")]),  # found by fuzzing: a lone + or - ends the options
+    ("printf -vtest -v{{0}} command", [(0, "printf -v")]),  # found by fuzzing: -v repeats, the last wins
+    ("printf -v out -v {{0}} %s x", [(0, "printf -v")]),
+    ("printf -v out -- {{0}}", OK),
     ('cp {{0}} /tmp; eval "$_"', [(0, "$_ may carry")]),
     ("echo hi >& {{0}}; x={{1}}; exec >&$x", [(0, "the target of >&"), (1, "assigned to x")]),
 ]
@@ -294,9 +298,9 @@ PATHOLOGICAL = {
 def test_linear_time_up_to_64_kib(unit: str) -> None:
     small = unit * (16_384 // len(unit))
     big = unit * (65_536 // len(unit))
-    t_small, t_big = min(_seconds(small) for _ in range(2)), min(_seconds(big) for _ in range(2))
+    t_small, t_big = min(_seconds(small) for _ in range(3)), min(_seconds(big) for _ in range(3))
     assert t_big < 2.0
-    assert t_big < 8 * t_small + 0.05  # four times the text: at most about four times the time
+    assert t_big < 10 * t_small + 0.1  # four times the text: about four times the time, not sixteen
 
 
 def test_random_64_kib_scripts_are_quick() -> None:

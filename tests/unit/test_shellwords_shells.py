@@ -48,7 +48,7 @@ piece = st.one_of(st.none(), st.sampled_from(FRAGMENTS))
 script = st.lists(st.tuples(piece, st.sampled_from(SEPARATORS)), min_size=1, max_size=12)
 
 
-@settings(max_examples=150, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=100, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
 @given(parts=script, seed=st.integers(0, 2**32))
 def test_accepted_scripts_do_not_run_hostile_values(
     sandbox_dir: Path, parts: list[tuple[str | None, str]], seed: int

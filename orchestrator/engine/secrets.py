@@ -8,7 +8,6 @@ is remembered by ``orchestrator.redact``, so nothing this process writes can car
 from __future__ import annotations
 
 import os
-import shlex
 import stat
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -17,6 +16,7 @@ from urllib.parse import quote
 from orchestrator import redact
 from orchestrator.errors import InputError
 from orchestrator.model.secrets import TOKEN, SecretSpec
+from orchestrator.model.templating import quote_word
 
 MAX_SECRET_BYTES = 64 * 1024
 
@@ -64,7 +64,7 @@ class SecretValues:
 
     def shell(self, text: str) -> str:
         """A command with each secret as one shell-quoted word."""
-        return self._put(text, shlex.quote)
+        return self._put(text, quote_word)
 
     def url(self, text: str) -> str:
         return self._put(text, lambda v: quote(v, safe=""))

@@ -88,6 +88,14 @@ _STATEMENT_NAMES = {"Assign": "set", "AssignBlock": "set", "FilterBlock": "filte
 _WIDTH_METHODS = frozenset({"center", "ljust", "rjust", "zfill", "expandtabs", "format", "format_map"})
 
 
+def quote_word(value: str) -> str:
+    """``value`` as one inert shell word. Like shlex.quote, but "=" is quoted too: an unquoted
+    ``A=B`` at the start of a command is an assignment, and the next word becomes the command."""
+    if "=" in value and value == shlex.quote(value):
+        return "'" + value + "'"
+    return shlex.quote(value)
+
+
 class Raw(str):
     """A value the author marked as shell syntax: substituted without quoting or checks."""
 
@@ -199,7 +207,7 @@ def _make_env() -> _Sandbox:
     env.filters = {name: env.filters[name] for name in _FILTERS}
     env.filters["replace"] = _bounded_replace
     env.filters["raw"] = Raw
-    env.filters["quote"] = lambda v: Quoted(shlex.quote(str(v)))
+    env.filters["quote"] = lambda v: Quoted(quote_word(str(v)))
     env.globals = {"range": env.globals["range"]}
     return env
 
@@ -318,7 +326,7 @@ class _Rendering:
             return self._keep(block, text, mark=False)
         text = _clean(str(value), self.blocks[block])
         if self.shell and not isinstance(value, Quoted):
-            text = shlex.quote(text)
+            text = quote_word(text)
         return self._keep(block, text, mark=self.shell)
 
     def _keep(self, block: int, text: str, *, mark: bool) -> str:

@@ -2,90 +2,299 @@
 
 A schema error from pydantic carries a path such as ("pools", "web", "hosts", 0, "address"); ``LineMap``
 turns it into the line of the deepest node that exists in the file.
+
+The files come from users, so loading is bounded and strict before any Python object is built: at most
+``MAX_BYTES`` are read (from a file, a pipe or a device alike), the text must be UTF-8 without control
+characters, and the parser's events are walked in one loop (no recursion) that refuses anchors and
+aliases, keys that are not text or integers, a second document, more than ``MAX_DEPTH`` levels of
+nesting and more than ``MAX_NODES`` values. What a scalar means (and which tags pass) is in
+``yamlscalars``. Every refusal is one ``InputError`` naming the line.
 """
 
 from __future__ import annotations
 
+import codecs
 import re
-from collections.abc import Sequence
+import unicodedata
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
 import pydantic
 import yaml
-from yaml.constructor import SafeConstructor
 
 from orchestrator.errors import InputError
+from orchestrator.model import yamlscalars as scalars
+from orchestrator.model.yamlscalars import INT_MAX, INT_MIN, YamlFloat, one_line, short
+
+__all__ = [
+    "INT_MAX",
+    "INT_MIN",
+    "MAX_BYTES",
+    "MAX_DEPTH",
+    "MAX_NODES",
+    "LineMap",
+    "YamlFloat",
+    "load",
+    "load_yaml",
+    "load_yaml_bytes",
+    "parse_duration",
+    "validate",
+]
 
 Loc = tuple[str | int, ...]
 T = TypeVar("T", bound=pydantic.BaseModel)
 
+MAX_BYTES = 5_000_000  # a real playbook or inventory is a few kB
+MAX_DEPTH = 64  # levels of nesting
+MAX_NODES = 200_000  # scalars, mappings and lists, keys included
+
+# libyaml's parser gives the same events ~20x faster: a file at the size limit loads in well under 1 s.
+# Without it (PyYAML built without libyaml) the pure-Python parser does, slower but with the same rules.
+_FAST_LOADER: Any = getattr(yaml, "CSafeLoader", None)
+
+
+class _Node:
+    """One node's line, and its children by key or index: a tree, so memory grows with the node count,
+    not with node count times depth as flat location tuples would."""
+
+    __slots__ = ("children", "line")
+
+    def __init__(self, line: int | None) -> None:
+        self.line = line
+        self.children: dict[str | int, _Node] = {}
+
 
 class LineMap:
-    def __init__(self, path: Path, lines: dict[Loc, int]) -> None:
+    def __init__(self, path: Path, lines: Mapping[Loc, int] | None = None) -> None:
         self.path = path
-        self._lines = lines
+        self._root = _Node(None)
+        for loc, line in (lines or {}).items():
+            node = self._root
+            for part in loc:
+                node = node.children.setdefault(part, _Node(None))
+            node.line = line
+
+    @classmethod
+    def _of(cls, path: Path, root: _Node) -> LineMap:
+        lines = cls(path)
+        lines._root = root
+        return lines
 
     def line(self, loc: Sequence[str | int]) -> int:
         """Line (1-based) of the deepest existing node on ``loc``."""
-        key: Loc = tuple(loc)
-        while key and key not in self._lines:
-            key = key[:-1]
-        return self._lines.get(key, 1)
+        node, line = self._root, self._root.line or 1
+        for part in loc:
+            child = node.children.get(part)
+            if child is None:
+                break
+            node = child
+            line = node.line or line
+        return line
 
     def where(self, loc: Sequence[str | int]) -> str:
         return f"{self.path}:{self.line(loc)}"
 
 
-def _scalar(node: yaml.Node) -> Any:
-    # Built straight from the node, as safe_load would: a serialize/re-parse round trip fails on an
-    # empty value (`hosts:` with nothing after it), which must be a schema error, not a traceback.
-    return SafeConstructor().construct_object(node, deep=True)
+# ---- reading ------------------------------------------------------------------------------------------
 
 
-def _walk(node: yaml.Node, loc: Loc, lines: dict[Loc, int]) -> Any:
-    # A mapping value keeps its key's line: `web:` names the pool, not its first field below.
-    lines.setdefault(loc, node.start_mark.line + 1)
-    if isinstance(node, yaml.MappingNode):
-        result: dict[Any, Any] = {}
-        for key_node, value_node in node.value:
-            key = _scalar(key_node)
-            if key in result:
-                raise InputError(
-                    f"?:{key_node.start_mark.line + 1}", f"duplicate key {key!r}", "each key once"
-                )
-            lines[(*loc, key)] = key_node.start_mark.line + 1
-            result[key] = _walk(value_node, (*loc, key), lines)
-        return result
-    if isinstance(node, yaml.SequenceNode):
-        return [_walk(child, (*loc, i), lines) for i, child in enumerate(node.value)]
-    return _scalar(node)
+def _read(path: Path) -> bytes:
+    try:
+        # Never read_text(): a FIFO, /dev/zero or a process substitution has no end we can trust.
+        with open(path, "rb") as stream:
+            return stream.read(MAX_BYTES + 1)
+    except FileNotFoundError:
+        raise InputError(str(path), "file not found", "give the path of an existing YAML file") from None
+    except IsADirectoryError:
+        raise InputError(str(path), "this is a directory", "give the path of a YAML file in it") from None
+    except PermissionError:
+        raise InputError(str(path), "permission denied", "a YAML file you may read") from None
+    except OSError as exc:
+        raise InputError(str(path), f"cannot read: {exc.strerror or exc}", "a readable YAML file") from None
+
+
+def _line_at(data: bytes | str, index: int) -> int:
+    if isinstance(data, bytes):
+        return data.count(b"\n", 0, index) + 1
+    return data.count("\n", 0, index) + 1
+
+
+# YAML's printable set minus the line breaks that editors and `grep -n` do not count (CR alone, NEL,
+# U+2028, U+2029): with those gone, YAML's line numbers are the editor's.
+_UNPRINTABLE = re.compile(
+    "[^\t\n\r\x20-\x7e\xa0-\u2027\u202a-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]|\r(?!\n)"
+)
+
+
+def _text(path: Path, data: bytes) -> str:
+    if len(data) > MAX_BYTES:
+        raise InputError(
+            str(path),
+            f"the file is larger than {MAX_BYTES // 1_000_000} MB",
+            "a playbook or inventory of a few kB",
+        )
+    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        raise InputError(f"{path}:1", "the file is UTF-16 (it starts with a UTF-16 byte order mark)", "UTF-8")
+    data = data.removeprefix(codecs.BOM_UTF8)
+    nul = data.find(b"\0")
+    if nul >= 0:
+        raise InputError(
+            f"{path}:{_line_at(data, nul)}", "a NUL byte: this is not a text file", "a YAML text file"
+        )
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        bad = data[exc.start : exc.start + 4]
+        raise InputError(
+            f"{path}:{_line_at(data, exc.start)}", f"bytes that are not UTF-8 ({bad!r})", "a UTF-8 text file"
+        ) from None
+    found = _UNPRINTABLE.search(text)
+    if found:
+        char = found.group()[0]
+        where = f"{path}:{_line_at(text, found.start())}"
+        if char == "\r":
+            raise InputError(
+                where, "a carriage return (CR) without a newline after it", "LF or CRLF line ends"
+            )
+        if char in "\x85\u2028\u2029":
+            raise InputError(
+                where,
+                f"character {scalars.codepoint(char)}, which YAML reads as a line break",
+                "a plain newline",
+            )
+        if unicodedata.category(char) == "Cc":
+            raise InputError(where, f"control character {scalars.codepoint(char)} in the file", "remove it")
+        raise InputError(
+            where, f"character {scalars.codepoint(char)}, which YAML does not allow", "remove it"
+        )
+    return text
+
+
+# ---- events to data -----------------------------------------------------------------------------------
+
+
+class _Frame:
+    __slots__ = ("container", "key", "lines")
+
+    def __init__(self, container: dict[Any, Any] | list[Any], lines: _Node) -> None:
+        self.container = container
+        self.lines = lines
+        self.key: str | int | None = None  # a mapping's key waiting for its value
+
+
+class _Builder:
+    """Data and its line tree from the parser's events, one event at a time: no recursion, and every
+    bound is checked before the node it concerns is built."""
+
+    def __init__(self) -> None:
+        self.root: Any = None
+        self.lines = _Node(1)
+        self.stack: list[_Frame] = []
+        self.documents = self.nodes = 0
+
+    def add(self, event: yaml.Event, line: int) -> None:
+        if isinstance(event, yaml.DocumentStartEvent):
+            self.documents += 1
+            if self.documents > 1:
+                raise scalars.Refused("a second YAML document", "one YAML document per file")
+        elif isinstance(event, yaml.CollectionEndEvent):
+            self.stack.pop()
+        elif isinstance(event, yaml.NodeEvent):
+            self._node(event, line)
+
+    def _node(self, event: yaml.NodeEvent, line: int) -> None:
+        if isinstance(event, yaml.AliasEvent) or event.anchor is not None:
+            raise scalars.Refused("YAML anchors and aliases are not supported", "write the value out in full")
+        self.nodes += 1
+        if self.nodes > MAX_NODES:
+            raise scalars.Refused(
+                f"more than {MAX_NODES} values in the file", "a playbook or inventory of a few kB"
+            )
+        top = self.stack[-1] if self.stack else None
+        wants_key = top is not None and isinstance(top.container, dict) and top.key is None
+        value: Any
+        if isinstance(event, yaml.ScalarEvent):
+            if top is not None and wants_key:
+                key = scalars.key(event.value, event.tag, event.implicit)
+                if key in top.container:
+                    raise scalars.Refused(f"duplicate key {short(key)}", "each key once")
+                top.key = key
+                top.lines.children[key] = _Node(line)
+                return
+            value = scalars.scalar(event.value, event.tag, event.implicit)
+        else:
+            assert isinstance(event, yaml.CollectionStartEvent)
+            mapping = isinstance(event, yaml.MappingStartEvent)
+            kind = "mapping" if mapping else "list"
+            if event.tag is not None and event.tag != scalars.TAG + ("map" if mapping else "seq"):
+                raise scalars.refuse_tag(event.tag, kind)
+            if wants_key:
+                raise scalars.Refused(f"a {kind} as a key", "keys are names: `name: value`")
+            if len(self.stack) >= MAX_DEPTH:
+                raise scalars.Refused(f"more than {MAX_DEPTH} levels of nesting", "a flatter structure")
+            value = {} if mapping else []
+        node = self._attach(top, value, line)
+        if isinstance(event, yaml.CollectionStartEvent):
+            self.stack.append(_Frame(value, node))
+
+    def _attach(self, top: _Frame | None, value: Any, line: int) -> _Node:
+        if top is None:
+            self.root, self.lines.line = value, line
+            return self.lines
+        if isinstance(top.container, dict):
+            assert top.key is not None
+            top.container[top.key] = value
+            node, top.key = top.lines.children[top.key], None  # a value keeps its key's line
+            return node
+        node = top.lines.children[len(top.container)] = _Node(line)
+        top.container.append(value)
+        return node
+
+
+def _syntax_problem(exc: yaml.MarkedYAMLError, text: str) -> str:
+    problem = exc.problem or exc.context or "invalid YAML"
+    mark = exc.problem_mark
+    if problem == "found character that cannot start any token" and mark is not None:  # libyaml's words
+        rows = text.split("\n", mark.line + 1)
+        row = rows[mark.line] if mark.line < len(rows) else ""
+        if mark.column < len(row):
+            problem = f"found character {row[mark.column]!r} that cannot start any token"
+    return one_line(problem)
+
+
+def load_yaml_bytes(data: bytes, path: Path) -> tuple[Any, LineMap]:
+    """Parse ``data`` read from ``path`` (named in errors); see the module's docstring for the rules."""
+    text = _text(path, data)
+    builder, parser = _Builder(), (_FAST_LOADER or yaml.SafeLoader)(text)
+    line = 1
+    try:
+        while not isinstance(event := parser.get_event(), yaml.StreamEndEvent):
+            line = event.start_mark.line + 1
+            builder.add(event, line)
+    except scalars.Refused as refused:
+        raise InputError(f"{path}:{line}", refused.problem, refused.expected) from None
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = min(mark.line + 1, _line_at(text, len(text))) if mark else 1
+        raise InputError(
+            f"{path}:{line}", f"YAML syntax error: {_syntax_problem(exc, text)}", "valid YAML"
+        ) from None
+    except yaml.YAMLError as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise InputError(str(path), f"YAML syntax error: {one_line(first)}", "valid YAML") from None
+    finally:
+        parser.dispose()
+    return builder.root, LineMap._of(path, builder.lines)
 
 
 def load_yaml(path: Path) -> tuple[Any, LineMap]:
-    """Parse ``path``; syntax errors become InputError with the file and line."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise InputError(str(path), "file not found", "give the path of an existing YAML file") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(str(path), f"cannot read: {exc}", "a readable UTF-8 YAML file") from None
-    try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line = mark.line + 1 if mark else 1
-        raise InputError(f"{path}:{line}", f"YAML syntax error: {exc.problem}", "valid YAML") from None
-    except yaml.YAMLError as exc:
-        raise InputError(str(path), f"YAML syntax error: {exc}", "valid YAML") from None
-    lines: dict[Loc, int] = {}
-    if node is None:
-        return None, LineMap(path, lines)
-    try:
-        data = _walk(node, (), lines)
-    except InputError as exc:
-        raise InputError(exc.where.replace("?", str(path), 1), exc.problem, exc.expected) from None
-    return data, LineMap(path, lines)
+    """Read and parse ``path``; every problem becomes one InputError with the file and, where known, the
+    line."""
+    return load_yaml_bytes(_read(path), path)
+
+
+# ---- schema errors------------------------------------------------------------------------------------
 
 
 def _describe(error: Any) -> tuple[str, str]:

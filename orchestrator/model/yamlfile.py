@@ -294,41 +294,90 @@ def load_yaml(path: Path) -> tuple[Any, LineMap]:
     return load_yaml_bytes(_read(path), path)
 
 
-# ---- schema errors------------------------------------------------------------------------------------
+# ---- schema errors ------------------------------------------------------------------------------------
 
 
-def _describe(error: Any) -> tuple[str, str]:
-    """(what is wrong, what was expected) for one pydantic error."""
+def _in_file(loc: Sequence[Any], data: Any) -> list[str | int]:
+    """The parts of a pydantic location that are keys or indexes of ``data`` along the way.
+
+    Pydantic adds parts that are not in the file: a union member's class name (`update.1.RunStep.timeout`),
+    a tagged union's tag, `[key]`, `function-after[...]`; each is skipped, so the line found is the
+    field's own and the message names the field as written.
+    """
+    path: list[str | int] = []
+    node = data
+    for part in loc:
+        in_dict = isinstance(node, dict) and isinstance(part, str | int) and part in node
+        if in_dict or (isinstance(node, list) and type(part) is int and 0 <= part < len(node)):
+            node = node[part]
+            path.append(part)
+    return path
+
+
+def _field(path: Sequence[str | int]) -> str:
+    return ".".join(
+        str(p) if isinstance(p, int) or re.fullmatch(r"[\w-]{1,64}", p, re.ASCII) else short(p, 40)
+        for p in path
+    )
+
+
+_PYDANTIC_CLASSES = re.compile(r" (?:for|of) <class '[\w.]+'>| or instance of \w+")
+
+
+def _describe(error: Any, name: str | int) -> tuple[str, str]:
+    """(what is wrong, what was expected) for one pydantic error; ``name`` is the field as written."""
     kind = error["type"]
-    msg = str(error["msg"])
+    msg = _PYDANTIC_CLASSES.sub("", str(error["msg"]))
     if kind == "missing":
-        return f"missing required field {error['loc'][-1]!r}", "add it"
+        return f"missing required field {name!r}", "add it"
     if kind == "extra_forbidden":
-        return f"unknown field {error['loc'][-1]!r}", "remove it or check its spelling"
+        return f"unknown field {name!r}", "remove it or check its spelling"
     if kind.startswith("value_error"):
         msg = msg.removeprefix("Value error, ")
         what, _, expected = msg.partition("; ")
         return what, expected
-    return f"invalid value {error.get('input')!r}" if "input" in error else msg, msg
+    if kind in ("model_type", "model_attributes_type", "dataclass_type"):
+        msg = "Input should be a mapping (key: value)"
+    return f"invalid value {short(error['input'])}" if "input" in error else msg, msg
+
+
+def _kind(data: Any) -> str:
+    if isinstance(data, list):
+        return "a list"
+    return "text" if isinstance(data, str) else f"a single value ({short(data)})"
 
 
 def validate(model: type[T], data: Any, lines: LineMap, *, context: dict[str, Any] | None = None) -> T:
     """Validate ``data`` against ``model``; the first error becomes one InputError line."""
+    noun = model.__name__.lower()
     if data is None:
-        raise InputError(f"{lines.path}:1", "the file is empty", f"a {model.__name__.lower()} mapping")
+        raise InputError(f"{lines.path}:1", "the file is empty", f"a {noun} mapping")
+    if not isinstance(data, dict):
+        raise InputError(lines.where(()), f"the file holds {_kind(data)}, not a mapping", f"a {noun} mapping")
     try:
         return model.model_validate(data, context=context)
     except pydantic.ValidationError as exc:
         first = exc.errors()[0]
-        loc = [p for p in first["loc"] if not (isinstance(p, str) and p.startswith("function-"))]
-        what, expected = _describe(first)
-        field = ".".join(str(p) for p in loc)
-        if field and first["type"] not in ("missing", "extra_forbidden"):
-            what = f"{field}: {what}"
-        elif field and first["type"] == "missing":
-            parent = ".".join(str(p) for p in loc[:-1])
-            what = f"{parent + ': ' if parent else ''}{what}"
-        raise InputError(lines.where(loc), what, expected) from None
+        loc = list(first["loc"])
+        if first["type"] in ("missing", "extra_forbidden") and loc:
+            # the field itself (absent, or unknown), under its parent as written in the file
+            parent = _in_file(loc[:-1], data)
+            path, name = [*parent, loc[-1]], loc[-1]
+        else:
+            path = parent = _in_file(loc, data)
+            name = path[-1] if path else ""
+        what, expected = _describe(first, name)
+        if parent:
+            what = f"{_field(parent)}: {what}"
+        raise InputError(lines.where(path), one_line(what), one_line(expected)) from None
+    except InputError:
+        raise
+    except Exception as exc:  # a validator's own bug: still one line, never a traceback
+        raise InputError(
+            lines.where(()),
+            one_line(f"the {noun} could not be checked: {type(exc).__name__}: {exc}"),
+            "this is a bug in the orchestrator; please report it with the file",
+        ) from None
 
 
 def load(model: type[T], path: Path, *, context: dict[str, Any] | None = None) -> tuple[T, LineMap]:

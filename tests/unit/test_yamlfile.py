@@ -20,12 +20,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pydantic
 import pytest
 from pydantic import BaseModel, ConfigDict
 
 from orchestrator.errors import InputError
 from orchestrator.inputs import load_spec
 from orchestrator.model import yamlfile
+from orchestrator.model.inventory import Inventory
 from orchestrator.model.playbook import Playbook
 from orchestrator.model.templating import render
 from orchestrator.model.yamlfile import (
@@ -176,7 +178,7 @@ def test_a_directory_or_an_unreadable_file_names_the_path(tmp_path: Path) -> Non
         ("name: x\nsize: 2\ncolour: red  # <-\n", "unknown field 'colour'; remove it or check its spelling"),
         ("size: 2  # <-\n", "missing required field 'name'; add it"),
         ("name: x\nsize: big  # <-\n", "size: invalid value 'big'; Input should be a valid integer"),
-        ("- name: x  # <-\n", "invalid value [{'name': 'x'}]; Input should be a valid dictionary"),
+        ("- name: x  # <-\n", "the file holds a list, not a mapping; a model mapping"),
     ],
 )
 def test_schema_errors_become_one_line_with_file_and_line(tmp_path: Path, text: str, message: str) -> None:
@@ -195,6 +197,9 @@ def test_validate_reports_the_first_error_only(tmp_path: Path) -> None:
 
 
 # ---- the table of bad inputs ----------------------------------------------------------------------
+
+INVENTORY_HEAD = "pools:\n  web:\n    loadbalancer: {type: haproxy, socket: /s, backend: b}\n"
+BOOK_HEAD = "name: x\npool: web\nchecks: [{tcp: {port: 22}}]\n"
 
 
 @dataclass(frozen=True)
@@ -235,6 +240,12 @@ def nested(depth: int) -> str:
     """``depth`` block mappings, one per line; the last line is the deepest."""
     return "".join(" " * i + "k:\n" for i in range(depth - 1)) + " " * (depth - 1) + "k: 1  # <-\n"
 
+
+INVENTORY_HOSTS_BUG = (
+    "Inventory._resolve_paths (inventory.py) calls .values() on whatever `hosts` holds, so a list "
+    "there is an AttributeError; validate() turns it into a one-line 'bug' message at line 1 instead of "
+    "the schema error at the `hosts:` line"
+)
 
 BAD = [
     # -- reading: size, encoding, characters
@@ -398,6 +409,110 @@ BAD = [
         "- 1\n" * (MAX_NODES - 1) + "- 1  # <-\n",
         f"more than {MAX_NODES} values",
         slow=True,
+    ),
+    # -- the document is not a mapping
+    bad(
+        "a list",
+        "- name: x  # <-\n- b\n",
+        "the file holds a list, not a mapping",
+        "a playbook mapping",
+        model=Playbook,
+    ),
+    bad(
+        "text",
+        "\n\njust text  # <-\n",
+        "the file holds text, not a mapping",
+        "a playbook mapping",
+        model=Playbook,
+    ),
+    bad("a number", "42  # <-\n", "the file holds a single value (42), not a mapping", model=Inventory),
+    bad("a block scalar", "--- |  # <-\n  text\n", "the file holds text, not a mapping", model=Inventory),
+    # -- schema errors: the line and the field as written, never a class, a tag or a pydantic internal
+    bad(
+        "a field in a union member",
+        "name: x\npool: web\nupdate:\n  - run: a\n    timout: 3  # <-\nchecks: [{tcp: {port: 22}}]\n",
+        "update.0: unknown field 'timout'",
+        "check its spelling",
+        model=Playbook,
+    ),
+    bad(
+        "a wrong value in a union member",
+        BOOK_HEAD + "update:\n  - run: a\n    timeout: soon  # <-\n",
+        "update.0.timeout: 'soon' is not a duration",
+        "'15m'",
+        model=Playbook,
+    ),
+    bad(
+        "a field in a tagged union member",
+        INVENTORY_HEAD
+        + "    hypervisor:\n      type: command\n      create: c\n      revert: r\n      delete: d\n"
+        "      timout: 5m  # <-\n    hosts: {a: {address: x}}\n",
+        "pools.web.hypervisor: unknown field 'timout'",
+        model=Inventory,
+    ),
+    bad(
+        "missing in a tagged union member",
+        INVENTORY_HEAD + "    hypervisor:  # <-\n      type: command\n      create: c\n      revert: r\n"
+        "    hosts: {a: {address: x}}\n",
+        "pools.web.hypervisor: missing required field 'delete'",
+        "add it",
+        model=Inventory,
+    ),
+    bad(
+        "a model where a scalar is",
+        "pools:\n  web:\n    loadbalancer: 5  # <-\n    hosts: {a: {address: x}}\n",
+        "pools.web.loadbalancer: invalid value 5",
+        "Input should be a mapping (key: value)",
+        model=Inventory,
+    ),
+    bad(
+        "a path that is a number",
+        "pools:\n  web:\n    loadbalancer: {socket: 3, backend: b}  # <-\n    hosts: {a: {address: x}}\n",
+        "pools.web.loadbalancer.socket: invalid value 3",
+        "Input is not a valid path",
+        model=Inventory,
+    ),
+    bad(
+        "a dict key that breaks a pattern",
+        INVENTORY_HEAD + "    hosts:\n      'bad name!': {address: x}  # <-\n",
+        "pools.web.hosts.'bad name!': invalid value 'bad name!'",
+        "String should match pattern",
+        model=Inventory,
+    ),
+    bad(
+        "an int where a name is",
+        INVENTORY_HEAD + "    hosts:\n      1: {address: x}  # <-\n",
+        "pools.web.hosts.1: invalid value 1",
+        "Input should be a valid string",
+        model=Inventory,
+    ),
+    bad(
+        "a float where text is",
+        "name: 2026.10  # <-\npool: web\n",
+        "name: invalid value 2026.10",
+        "Input should be a valid string",
+        model=Playbook,
+    ),
+    bad(
+        "a newline in a value reaches a message",
+        BOOK_HEAD
+        + 'update: [{run: a}]\nwindow: {timezone: "Europe/Paris\\nx", allowed: [Sat 01:00-05:00]}  # <-\n',
+        "window.timezone: unknown time zone 'Europe/Paris\\nx'",
+        model=Playbook,
+    ),
+    bad(
+        "a huge value in a message",
+        BOOK_HEAD + "update: [{run: a}]\nvars: [" + ", ".join(["x" * 50] * 2000) + "]  # <-\n",
+        "vars: invalid value ['xxxxx",
+        "Input should be a valid dictionary",
+        model=Playbook,
+    ),
+    bad(
+        "hosts as a list",
+        INVENTORY_HEAD + "    hosts: [a, b]  # <-\n",
+        "pools.web.hosts: invalid value ['a', 'b']",
+        model=Inventory,
+        xfail=INVENTORY_HOSTS_BUG,
     ),
 ]
 
@@ -623,3 +738,25 @@ def test_a_yaml_float_renders_as_written_in_a_command(tmp_path: Path) -> None:
     )
     spec = load_spec(*write_inputs(tmp_path, playbook=playbook))
     assert spec.hosts["web1"].steps[1].command == "/opt/app/bin/install --version 2026.10 /tmp/app-2.tar.gz"
+
+
+# ---- validate: a validator's own bug is still one line ---------------------------------------------
+
+
+class Buggy(BaseModel):
+    name: str
+
+    @pydantic.model_validator(mode="before")
+    @classmethod
+    def _boom(cls, data: Any) -> Any:
+        return data["nope"]
+
+
+def test_a_crash_in_a_validator_is_one_line_naming_a_bug(tmp_path: Path) -> None:
+    path = write(tmp_path, "\nname: x\n")
+    with pytest.raises(InputError) as raised:
+        load(Buggy, path)
+    assert str(raised.value) == (
+        f"{path}:2: the buggy could not be checked: KeyError: 'nope'; "
+        "this is a bug in the orchestrator; please report it with the file"
+    )

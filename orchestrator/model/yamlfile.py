@@ -14,6 +14,7 @@ nesting and more than ``MAX_NODES`` values. What a scalar means (and which tags 
 from __future__ import annotations
 
 import codecs
+import math
 import re
 import unicodedata
 from collections.abc import Mapping, Sequence
@@ -32,6 +33,7 @@ __all__ = [
     "INT_MIN",
     "MAX_BYTES",
     "MAX_DEPTH",
+    "MAX_DURATION",
     "MAX_NODES",
     "LineMap",
     "YamlFloat",
@@ -48,6 +50,7 @@ T = TypeVar("T", bound=pydantic.BaseModel)
 MAX_BYTES = 5_000_000  # a real playbook or inventory is a few kB
 MAX_DEPTH = 64  # levels of nesting
 MAX_NODES = 200_000  # scalars, mappings and lists, keys included
+MAX_DURATION = 30 * 24 * 3600.0  # seconds
 
 # libyaml's parser gives the same events ~20x faster: a file at the size limit loads in well under 1 s.
 # Without it (PyYAML built without libyaml) the pure-Python parser does, slower but with the same rules.
@@ -385,17 +388,24 @@ def load(model: type[T], path: Path, *, context: dict[str, Any] | None = None) -
     return validate(model, data, lines, context=context), lines
 
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
+# ---- durations ----------------------------------------------------------------------------------------
+
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*(ms|s|m|h)?")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
+_NOT_A_DURATION = "a number of seconds or e.g. '500ms', '30s', '15m', '1h'"
 
 
 def parse_duration(value: Any) -> float:
-    """'150ms', '2s', '15m', '1h', or a number of seconds -> seconds (float, >= 0)."""
-    if isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0:
-        return float(value)
-    match = _DURATION.match(value) if isinstance(value, str) else None
-    if not match:
-        raise ValueError(
-            f"{value!r} is not a duration; a number of seconds or e.g. '500ms', '30s', '15m', '1h'"
-        )
-    return float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+    """'150ms', '2s', '15m', '1h', or a number of seconds -> seconds (float, 0 to MAX_DURATION)."""
+    seconds: float | None = None
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        seconds = float(value)
+    elif isinstance(value, str) and len(value) <= 40:
+        match = _DURATION.fullmatch(value.strip())
+        if match:
+            seconds = float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+    if seconds is None or not math.isfinite(seconds) or seconds < 0:
+        raise ValueError(f"{short(value)} is not a duration; {_NOT_A_DURATION}")
+    if seconds > MAX_DURATION:
+        raise ValueError(f"{short(value)} is longer than 30 days; a duration up to 30 days ('720h')")
+    return seconds

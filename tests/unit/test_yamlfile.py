@@ -33,11 +33,13 @@ from orchestrator.model.templating import render
 from orchestrator.model.yamlfile import (
     MAX_BYTES,
     MAX_DEPTH,
+    MAX_DURATION,
     MAX_NODES,
     LineMap,
     YamlFloat,
     load,
     load_yaml,
+    parse_duration,
     validate,
 )
 from tests.unit.fakes import GOOD_PLAYBOOK, marked_line, write_inputs
@@ -514,6 +516,19 @@ BAD = [
         model=Inventory,
         xfail=INVENTORY_HOSTS_BUG,
     ),
+    bad(
+        "an infinite timeout",
+        BOOK_HEAD + "update:\n  - run: a\n    timeout: .inf  # <-\n",
+        "update.0.timeout: .inf is not a duration",
+        model=Playbook,
+    ),
+    bad(
+        "a timeout of 31 days",
+        BOOK_HEAD + "drain: {timeout: 744h}  # <-\nupdate: [{run: a}]\n",
+        "drain.timeout: '744h' is longer than 30 days",
+        "a duration up to 30 days",
+        model=Playbook,
+    ),
 ]
 
 
@@ -738,6 +753,57 @@ def test_a_yaml_float_renders_as_written_in_a_command(tmp_path: Path) -> None:
     )
     spec = load_spec(*write_inputs(tmp_path, playbook=playbook))
     assert spec.hosts["web1"].steps[1].command == "/opt/app/bin/install --version 2026.10 /tmp/app-2.tar.gz"
+
+
+# ---- durations -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "seconds"),
+    [
+        ("150ms", 0.15),
+        ("2s", 2.0),
+        ("15m", 900.0),
+        ("1h", 3600.0),
+        (0, 0.0),
+        ("0s", 0.0),
+        ("720h", MAX_DURATION),
+    ],
+)
+def test_durations(value: object, seconds: float) -> None:
+    assert parse_duration(value) == seconds
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        float("inf"),
+        float("-inf"),
+        float("nan"),
+        YamlFloat(".inf"),
+        YamlFloat(".nan"),
+        -1,
+        -0.001,
+        True,
+        False,
+        None,
+        "1d",
+        "-5s",
+        "1" * 50,
+        "1" + " " * 100_000 + "x",  # quadratic backtracking for a careless pattern
+    ],
+)
+def test_not_durations(value: object) -> None:
+    start = time.perf_counter()
+    with pytest.raises(ValueError, match=r"is not a duration; a number of seconds or e\.g\. '500ms'"):
+        parse_duration(value)
+    assert time.perf_counter() - start < 0.1
+
+
+@pytest.mark.parametrize("value", [MAX_DURATION + 1, 2**63 - 1, "721h", "43201m", "2592001"])
+def test_durations_past_30_days_are_refused(value: object) -> None:
+    with pytest.raises(ValueError, match=r"is longer than 30 days; a duration up to 30 days \('720h'\)$"):
+        parse_duration(value)
 
 
 # ---- validate: a validator's own bug is still one line ---------------------------------------------

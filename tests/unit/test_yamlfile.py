@@ -806,7 +806,35 @@ def test_durations_past_30_days_are_refused(value: object) -> None:
         parse_duration(value)
 
 
-# ---- validate: a validator's own bug is still one line ---------------------------------------------
+# ---- validate: in time at the node limit -----------------------------------------------------------
+
+
+def test_a_document_at_the_node_limit_full_of_errors_is_refused_in_time(tmp_path: Path) -> None:
+    # every item fails a validator: pydantic makes 199,980 errors; only the first is converted
+    items = ",".join(["x"] * (MAX_NODES - 20))
+    path = write(tmp_path, f"name: x\npool: web\nchecks: [{{tcp: {{port: 22}}}}]\nupdate: [{items}]\n")
+    start = time.perf_counter()
+    with pytest.raises(InputError, match=r":4: update.0: unknown step kind \('x'\)"):
+        load(Playbook, path)
+    assert time.perf_counter() - start < 2
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+def test_the_cyclic_collector_is_left_as_it_was(tmp_path: Path, enabled: bool) -> None:
+    import gc
+
+    path = write(tmp_path, "name: x\nsize: big\n")
+    (gc.enable if enabled else gc.disable)()
+    try:
+        with pytest.raises(InputError):
+            load(Model, path)
+        assert load(Model, write(tmp_path, "name: x\n"))[0].name == "x"
+        assert gc.isenabled() is enabled
+    finally:
+        gc.enable()
+
+
+# ---- validate: a validator's own bug is still one line ------------------------------------------
 
 
 class Buggy(BaseModel):

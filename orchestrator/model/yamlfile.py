@@ -288,6 +288,12 @@ def load_yaml_bytes(data: bytes, path: Path) -> tuple[Any, LineMap]:
     except yaml.YAMLError as exc:
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise InputError(str(path), f"YAML syntax error: {one_line(first)}", "valid YAML") from None
+    except ValueError as exc:  # the pure-Python scanner calls chr() on "\U00110000" unchecked
+        if "chr()" not in str(exc):
+            raise
+        line = parser.get_mark().line + 1 if hasattr(parser, "get_mark") else line
+        problem = "found invalid Unicode character escape code (beyond U+10FFFF)"
+        raise InputError(f"{path}:{line}", f"YAML syntax error: {problem}", "valid YAML") from None
     finally:
         parser.dispose()
     return builder.root, LineMap._of(path, builder.lines)

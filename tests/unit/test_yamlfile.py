@@ -399,6 +399,12 @@ BAD = [
     bad(
         "control in a multi-line value", 'a: 1\nb: "multi  # <-\n  line \\x07"\n', "control character U+0007"
     ),
+    bad(  # found by fuzzing: PyYAML's pure-Python scanner calls chr() unchecked (ValueError)
+        "escape beyond U+10FFFF",
+        'a: 1\nname: "\\U00110000"  # <-\n',
+        "YAML syntax error: found invalid Unicode character escape code",
+        "valid YAML",
+    ),
     # -- structure
     bad("two documents", "a: 1\n---  # <-\nb: 2\n", "a second YAML document", "one YAML document per file"),
     bad("an empty second document", "a: 1\n--- # <-\n", "a second YAML document"),

@@ -60,25 +60,32 @@ _FAST_LOADER: Any = getattr(yaml, "CSafeLoader", None)
 
 
 class _Node:
-    """One node's line, and its children by key or index: a tree, so memory grows with the node count,
-    not with node count times depth as flat location tuples would."""
+    """The line of one mapping or list and of its children by key or index. A scalar child is only its
+    line (an int): one object per collection, not per value, and memory by node count, not by node
+    count times depth as flat location tuples would take."""
 
     __slots__ = ("children", "line")
 
     def __init__(self, line: int | None) -> None:
         self.line = line
-        self.children: dict[str | int, _Node] = {}
+        self.children: dict[str | int, _Node | int] = {}
 
 
 class LineMap:
     def __init__(self, path: Path, lines: Mapping[Loc, int] | None = None) -> None:
         self.path = path
         self._root = _Node(None)
-        for loc, line in (lines or {}).items():
+        for loc, line in sorted((lines or {}).items(), key=lambda item: len(item[0])):
             node = self._root
-            for part in loc:
-                node = node.children.setdefault(part, _Node(None))
-            node.line = line
+            for part in loc[:-1]:
+                child = node.children.get(part)
+                if not isinstance(child, _Node):
+                    child = node.children[part] = _Node(child)
+                node = child
+            if loc:
+                node.children[loc[-1]] = _Node(line)
+            else:
+                node.line = line
 
     @classmethod
     def _of(cls, path: Path, root: _Node) -> LineMap:
@@ -93,8 +100,9 @@ class LineMap:
             child = node.children.get(part)
             if child is None:
                 break
-            node = child
-            line = node.line or line
+            if isinstance(child, int):
+                return child
+            node, line = child, child.line or line
         return line
 
     def where(self, loc: Sequence[str | int]) -> str:
@@ -180,17 +188,21 @@ def _text(path: Path, data: bytes) -> str:
 
 
 class _Frame:
-    __slots__ = ("container", "key", "lines")
+    """An open mapping or list: its container, its line node, and (mapping) the key awaiting a value."""
+
+    __slots__ = ("container", "key", "key_line", "lines")
 
     def __init__(self, container: dict[Any, Any] | list[Any], lines: _Node) -> None:
         self.container = container
         self.lines = lines
-        self.key: str | int | None = None  # a mapping's key waiting for its value
+        self.key: str | int | None = None
+        self.key_line = 0
 
 
 class _Builder:
     """Data and its line tree from the parser's events, one event at a time: no recursion, and every
-    bound is checked before the node it concerns is built."""
+    bound is checked before the node it concerns is built. This runs up to MAX_NODES times per file:
+    the commonest events are tested first, and a scalar costs its value and one line number."""
 
     def __init__(self) -> None:
         self.root: Any = None
@@ -199,16 +211,26 @@ class _Builder:
         self.documents = self.nodes = 0
 
     def add(self, event: yaml.Event, line: int) -> None:
-        if isinstance(event, yaml.DocumentStartEvent):
+        if isinstance(event, yaml.ScalarEvent):
+            self._count(event)
+            top = self.stack[-1] if self.stack else None
+            if top is not None and isinstance(top.container, dict) and top.key is None:
+                self._key(top, event, line)
+            else:
+                self._attach(top, scalars.scalar(event.value, event.tag, event.implicit), line)
+        elif isinstance(event, yaml.CollectionEndEvent):
+            self.stack.pop()
+        elif isinstance(event, yaml.CollectionStartEvent):
+            self._count(event)
+            self._open(event, line)
+        elif isinstance(event, yaml.AliasEvent):
+            self._count(event)
+        elif isinstance(event, yaml.DocumentStartEvent):
             self.documents += 1
             if self.documents > 1:
                 raise scalars.Refused("a second YAML document", "one YAML document per file")
-        elif isinstance(event, yaml.CollectionEndEvent):
-            self.stack.pop()
-        elif isinstance(event, yaml.NodeEvent):
-            self._node(event, line)
 
-    def _node(self, event: yaml.NodeEvent, line: int) -> None:
+    def _count(self, event: yaml.NodeEvent) -> None:
         if isinstance(event, yaml.AliasEvent) or event.anchor is not None:
             raise scalars.Refused("YAML anchors and aliases are not supported", "write the value out in full")
         self.nodes += 1
@@ -216,45 +238,40 @@ class _Builder:
             raise scalars.Refused(
                 f"more than {MAX_NODES} values in the file", "a playbook or inventory of a few kB"
             )
-        top = self.stack[-1] if self.stack else None
-        wants_key = top is not None and isinstance(top.container, dict) and top.key is None
-        value: Any
-        if isinstance(event, yaml.ScalarEvent):
-            if top is not None and wants_key:
-                key = scalars.key(event.value, event.tag, event.implicit)
-                if key in top.container:
-                    raise scalars.Refused(f"duplicate key {short(key)}", "each key once")
-                top.key = key
-                top.lines.children[key] = _Node(line)
-                return
-            value = scalars.scalar(event.value, event.tag, event.implicit)
-        else:
-            assert isinstance(event, yaml.CollectionStartEvent)
-            mapping = isinstance(event, yaml.MappingStartEvent)
-            kind = "mapping" if mapping else "list"
-            if event.tag is not None and event.tag != scalars.TAG + ("map" if mapping else "seq"):
-                raise scalars.refuse_tag(event.tag, kind)
-            if wants_key:
-                raise scalars.Refused(f"a {kind} as a key", "keys are names: `name: value`")
-            if len(self.stack) >= MAX_DEPTH:
-                raise scalars.Refused(f"more than {MAX_DEPTH} levels of nesting", "a flatter structure")
-            value = {} if mapping else []
-        node = self._attach(top, value, line)
-        if isinstance(event, yaml.CollectionStartEvent):
-            self.stack.append(_Frame(value, node))
 
-    def _attach(self, top: _Frame | None, value: Any, line: int) -> _Node:
+    def _key(self, top: _Frame, event: yaml.ScalarEvent, line: int) -> None:
+        key = scalars.key(event.value, event.tag, event.implicit)
+        if key in top.container:
+            raise scalars.Refused(f"duplicate key {short(key)}", "each key once")
+        top.key, top.key_line = key, line
+
+    def _open(self, event: yaml.CollectionStartEvent, line: int) -> None:
+        mapping = isinstance(event, yaml.MappingStartEvent)
+        kind = "mapping" if mapping else "list"
+        if event.tag is not None and event.tag != scalars.TAG + ("map" if mapping else "seq"):
+            raise scalars.refuse_tag(event.tag, kind)
+        top = self.stack[-1] if self.stack else None
+        if top is not None and isinstance(top.container, dict) and top.key is None:
+            raise scalars.Refused(f"a {kind} as a key", "keys are names: `name: value`")
+        if len(self.stack) >= MAX_DEPTH:
+            raise scalars.Refused(f"more than {MAX_DEPTH} levels of nesting", "a flatter structure")
+        value: dict[Any, Any] | list[Any] = {} if mapping else []
+        # in a mapping, a value keeps its key's line: `web:` names the pool, not its first field
+        node = self.lines if top is None else _Node(top.key_line if isinstance(top.container, dict) else line)
+        self._attach(top, value, line, node)
+        self.stack.append(_Frame(value, node))
+
+    def _attach(self, top: _Frame | None, value: Any, line: int, node: _Node | None = None) -> None:
         if top is None:
             self.root, self.lines.line = value, line
-            return self.lines
-        if isinstance(top.container, dict):
+        elif isinstance(top.container, dict):
             assert top.key is not None
             top.container[top.key] = value
-            node, top.key = top.lines.children[top.key], None  # a value keeps its key's line
-            return node
-        node = top.lines.children[len(top.container)] = _Node(line)
-        top.container.append(value)
-        return node
+            top.lines.children[top.key] = node or top.key_line
+            top.key = None
+        else:
+            top.lines.children[len(top.container)] = node or line
+            top.container.append(value)
 
 
 def _syntax_problem(exc: yaml.MarkedYAMLError, text: str) -> str:

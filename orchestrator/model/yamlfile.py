@@ -134,9 +134,10 @@ def _line_at(data: bytes | str, index: int) -> int:
 
 
 # YAML's printable set minus the line breaks that editors and `grep -n` do not count (CR alone, NEL,
-# U+2028, U+2029): with those gone, YAML's line numbers are the editor's.
+# U+2028, U+2029), so that YAML's line numbers are the editor's, and minus a byte order mark past the
+# start, which is invisible and which libyaml and PyYAML read differently (a key, or nothing).
 _UNPRINTABLE = re.compile(
-    "[^\t\n\r\x20-\x7e\xa0-\u2027\u202a-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]|\r(?!\n)"
+    "[^\t\n\r\x20-\x7e\xa0-\u2027\u202a-\ud7ff\ue000-\ufefe\uff00-\ufffd\U00010000-\U0010ffff]|\r(?!\n)"
 )
 
 
@@ -169,6 +170,10 @@ def _text(path: Path, data: bytes) -> str:
         if char == "\r":
             raise InputError(
                 where, "a carriage return (CR) without a newline after it", "LF or CRLF line ends"
+            )
+        if char == "\ufeff":
+            raise InputError(
+                where, "a byte order mark (U+FEFF) inside the file, where it is invisible", "remove it"
             )
         if char in "\x85\u2028\u2029":
             raise InputError(

@@ -267,6 +267,18 @@ BAD = [
         "character U+2028 (LINE SEPARATOR), which YAML reads as a line",
         line=2,
     ),
+    bad(  # found by fuzzing: libyaml skips it, PyYAML makes it part of the key '\ufeff web'
+        "BOM inside the file",
+        "pools:\n\ufeff web:  # <-\n    a: 1\n",
+        "a byte order mark (U+FEFF) inside the file",
+        "remove it",
+    ),
+    bad(  # found by fuzzing (lab-v2.yaml with one indentation space replaced): the parsers disagreed
+        "BOM as indentation",
+        "update:\n  - run: a\n\ufeff   timeout: 60s  # <-\n",
+        "a byte order mark (U+FEFF) inside the file",
+    ),
+    bad("two BOMs", b"\xef\xbb\xbf\xef\xbb\xbfa: 1\n", "a byte order mark (U+FEFF) inside the file", line=1),
     bad(
         "NEL",
         "a: 1\nb: x\x85y\n",
@@ -417,6 +429,14 @@ BAD = [
         "add it",
         model=Playbook,
         line=1,
+        slow=True,
+    ),
+    bad(  # found by fuzzing: 2.25 s of CPU on a loaded machine (run queue 4-6 on 2 CPUs), 0.5 s alone
+        "100,000 mappings under update",
+        "name: x\npool: w\nupdate: ["
+        + ", ".join(["{upload: 1}"] * 100_000)
+        + "]  # <-\nchecks: [{upload: 1}]\n",
+        f"more than {MAX_NODES} values in the file",
         slow=True,
     ),
     bad(  # found by fuzzing: 2.01 s (199,980 validator errors, each converted with its input)

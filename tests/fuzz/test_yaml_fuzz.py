@@ -21,6 +21,7 @@ import os
 import re
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -34,14 +35,24 @@ SECONDS = float(os.environ.get("ORCH_FUZZ_SECONDS") or 0)
 HAVE_ATHERIS = importlib.util.find_spec("atheris") is not None
 SHARE = 0.5 if HAVE_ATHERIS else 1.0  # of SECONDS, for each fuzzer
 
-pytestmark = pytest.mark.skipif(not SECONDS, reason="set ORCH_FUZZ_SECONDS to run the long fuzz")
+pytestmark = [
+    pytest.mark.skipif(not SECONDS, reason="set ORCH_FUZZ_SECONDS to run the long fuzz"),
+    pytest.mark.timeout(int(SECONDS * SHARE) + 900),  # the project's 600 s would end a long run midway
+]
+
+
+OUT = Path(os.environ.get("ORCH_FUZZ_OUT") or tempfile.mkdtemp(prefix="orch-fuzz-"))
 
 
 def _report(name: str, findings: dict[str, tuple[str, bytes]], extra: str = "") -> None:
-    print(f"\n{name}: {extra}")
-    print(f"  {STATS}")
-    for message, data in findings.values():
-        print(f"  FINDING {message[:600]}\n    input ({len(data)} bytes) {data[:600]!r}")
+    """Print the counters and each finding; each finding's input goes whole to a file under OUT."""
+    print(f"\n{name}: {extra}\n  {STATS}")
+    OUT.mkdir(parents=True, exist_ok=True)
+    for n, (message, data) in enumerate(findings.values(), 1):
+        saved = OUT / f"{name}-{n}.yaml"
+        saved.write_bytes(data)
+        (OUT / f"{name}-{n}.txt").write_text(message)
+        print(f"  FINDING {message[:600]}\n    input ({len(data)} bytes, in {saved}) {data[:300]!r}")
 
 
 def test_hypothesis_until_the_time_is_up() -> None:
@@ -70,15 +81,21 @@ def test_hypothesis_until_the_time_is_up() -> None:
             raise
 
     rounds = 0
-    while time.monotonic() < deadline:
-        rounds += 1
-        failed.clear()
-        try:
-            one()
-        except Exception:
-            sig, message, data = failed[-1]  # hypothesis runs the shrunk example last
-            findings.setdefault(sig, (message, data))
-    _report("hypothesis", findings, f"{rounds} rounds")
+    started = time.monotonic()
+    try:
+        while time.monotonic() < deadline:
+            rounds += 1
+            failed.clear()
+            try:
+                one()
+            except Exception:
+                if not failed:  # not the property: hypothesis itself, or the harness
+                    raise
+                sig, message, data = failed[-1]  # hypothesis runs the shrunk example last
+                findings.setdefault(sig, (message, data))
+            print(f"hypothesis round {rounds} at {time.monotonic() - started:.0f} s: {STATS}", flush=True)
+    finally:
+        _report("hypothesis", findings, f"{rounds} rounds")
     assert not findings, list(findings)
 
 
@@ -123,9 +140,7 @@ def test_atheris_until_the_time_is_up(tmp_path: Path) -> None:
                 finding["signature"], (finding["message"], base64.b64decode(finding["input"]))
             )
     executed = runs.group(1) if runs else "?"
-    print(f"\natheris: exit {done.returncode}, {executed} runs; {stats}")
-    for message, data in findings.values():
-        print(f"  FINDING {message[:600]}\n    input ({len(data)} bytes) {data[:600]!r}")
+    _report("atheris", findings, f"exit {done.returncode}, {executed} runs; in its process: {stats}")
     crashes = sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(("crash-", "timeout-", "oom-")))
     assert done.returncode == 0 and not crashes, (done.returncode, crashes, done.stderr[-3000:])
     assert not findings, list(findings)

@@ -11,7 +11,8 @@ an Inventory. The property:
   (when ``x`` is written plainly in the file);
 - no validator crashed (validate()'s "could not be checked" line), except KNOWN_BUGS;
 - load + both validations take under TIME_LIMIT seconds of CPU (wall time on a shared machine is
-  noise; the slowest wall time is reported); sampled calls stay under a memory bound;
+  noise; the slowest wall time is reported), the best of three for an input slow once; sampled calls
+  stay under a memory bound;
 - where both parsers (libyaml, pure Python) load the input, they give the same data, and the same
   errors from validation.
 
@@ -97,6 +98,7 @@ class Stats:
     known_bugs: dict[str, int] = field(default_factory=dict)
     slowest: float = 0.0  # CPU seconds in the loader and validate() for one input
     slowest_wall: float = 0.0  # the same in wall-clock seconds (this machine is shared)
+    slow_once: int = 0  # inputs over TIME_LIMIT once, but not when measured again
     peak_memory: int = 0
 
 
@@ -203,10 +205,13 @@ def check(data: bytes, *, compare_parsers: bool = True) -> None:
             if peak > 64_000_000 + 40 * len(data):
                 raise PropertyFailed("memory", f"{peak / 1e6:.0f} MB for {len(data)} bytes")
     if not sampled:  # tracemalloc slows everything down several times
-        STATS.slowest = max(STATS.slowest, spent)
         STATS.slowest_wall = max(STATS.slowest_wall, wall)
-        if spent > TIME_LIMIT:
-            raise PropertyFailed("slow", f"{spent:.2f} s of CPU for {len(data)} bytes")
+        if spent > TIME_LIMIT:  # once may be the machine (shared, and CPU time inflates under load)
+            STATS.slow_once += 1
+            spent = min(spent, *(_outcome(data)[2] for _ in range(2)))
+            if spent > TIME_LIMIT:
+                raise PropertyFailed("slow", f"{spent:.2f} s of CPU for {len(data)} bytes, three times")
+        STATS.slowest = max(STATS.slowest, spent)
     if kind == "load":
         STATS.refused_at_load += 1
     elif "valid" in result[1]:
@@ -502,7 +507,8 @@ inputs = st.one_of(
     byte_edits(texts.map(_as_bytes)),
     st.binary(max_size=300),
 )
-all_inputs = st.one_of(inputs, inputs, inputs, blow_ups())
+# one input in twenty is a blow-up: they take up to a second each, the others a few milliseconds
+all_inputs = st.one_of(*[inputs] * 19, blow_ups())
 
 
 def run_check(data: bytes, failures: list[tuple[str, bytes]]) -> None:

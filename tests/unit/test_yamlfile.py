@@ -640,6 +640,17 @@ def test_accepted_inputs_load_as_written(tmp_path: Path, parser: str, text: str,
     assert type(loaded) is type(data)
 
 
+def test_a_date_is_text_wherever_text_is_expected(tmp_path: Path) -> None:
+    data, lines = load_yaml(
+        write(
+            tmp_path,
+            "name: 2026-12-01\npool: 2026-12-01 10:00:00\nupdate: [{run: a}]\nchecks: [{tcp: {port: 22}}]\n",
+        )
+    )
+    book = validate(Playbook, data, lines)
+    assert (book.name, book.pool) == ("2026-12-01", "2026-12-01 10:00:00")
+
+
 def test_floats_keep_their_text(tmp_path: Path) -> None:
     loaded, _ = load_yaml(
         write(tmp_path, "a: 2026.10\nb: 1.0e+3\nc: .inf\nd: -.Inf\ne: .NaN\nf: 1_000.5\ng: 1:30.5\n")
@@ -858,10 +869,10 @@ def test_a_document_at_the_node_limit_full_of_errors_is_refused_in_time(tmp_path
     # every item fails a validator: pydantic makes 199,980 errors; only the first is converted
     items = ",".join(["x"] * (MAX_NODES - 20))
     path = write(tmp_path, f"name: x\npool: web\nchecks: [{{tcp: {{port: 22}}}}]\nupdate: [{items}]\n")
-    start = time.perf_counter()
+    start = time.process_time()
     with pytest.raises(InputError, match=r":4: update.0: unknown step kind \('x'\)"):
         load(Playbook, path)
-    assert time.perf_counter() - start < 2
+    assert time.process_time() - start < 2  # of CPU: wall time on a shared machine is noise
 
 
 @pytest.mark.parametrize("enabled", [True, False])

@@ -86,7 +86,13 @@ def check_host_port(text: str) -> str:
     host = host.removeprefix("[").removesuffix("]")
     if not sep or not port.isdigit() or not 0 < int(port) < 65536:
         raise ValueError(f"address {text!r} is not host:port; e.g. 127.0.0.1:9999 or [::1]:9999")
-    check_address(host)
+    try:
+        check_address(host)
+    except ValueError:
+        raise ValueError(
+            f"address {text!r}: {host!r} is not an IP address or a host name; "
+            "e.g. 127.0.0.1:9999 or [::1]:9999"
+        ) from None
     return text
 
 
@@ -115,19 +121,22 @@ class HAProxyConfig(Strict):
 
 class LibvirtConfig(Strict):
     type: Literal["libvirt"] = "libvirt"
-    uri: str = "qemu:///system"
+    # Declared before ``uri`` so that its check sees them, and a transport that lacks one is reported
+    # at the uri's line, where the transport is named.
     known_hosts: Path | None = None  # libssh/libssh2 transports: the hypervisor hosts' keys
     key: Path | None = None  # libssh/libssh2 transports: the private key to log in with
+    uri: str = "qemu:///system"
     # The longest a libvirt call may take (a memory snapshot of a large VM writes its RAM); past it the
     # hypervisor counts as not answering. Keepalives notice a stopped libvirtd sooner (~15 s).
     timeout: Timeout = 300.0
 
-    _uri = field_validator("uri")(lambda uri: check_uri(uri))
-
-    @model_validator(mode="after")
-    def _files_fit_the_transport(self) -> LibvirtConfig:
-        connection_uri(self.uri, known_hosts=self.known_hosts, key=self.key)  # raises what does not fit
-        return self
+    @field_validator("uri")
+    @classmethod
+    def _uri_and_its_files(cls, uri: str, info: ValidationInfo) -> str:
+        check_uri(uri)
+        # raises what does not fit the transport (a known_hosts file for libssh2, none for tcp...)
+        connection_uri(uri, known_hosts=info.data.get("known_hosts"), key=info.data.get("key"))
+        return uri
 
 
 class CommandSnapshotConfig(Strict):

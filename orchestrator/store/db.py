@@ -131,8 +131,15 @@ POSTGRES_BOUNDS: dict[str, Any] = {
 }
 
 
+# Only the back ends the store is tested on; anything else fails as a setting, not as a missing driver.
+BACKENDS = ("sqlite", "postgresql")
+
+
 def make_engine(url: str) -> Engine:
-    if url.startswith("sqlite"):
+    backend = make_url(url).get_backend_name()
+    if backend not in BACKENDS:
+        raise ArgumentError(f"the {backend!r} back end is not supported, only {' and '.join(BACKENDS)}")
+    if backend == "sqlite":
         private_sqlite_file(url)
         engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
         event.listen(engine, "connect", _sqlite_pragmas)
@@ -162,7 +169,7 @@ class Store:
         try:
             self.engine = make_engine(url)
             upgrade(self.engine)
-        except (ArgumentError, NoSuchModuleError) as exc:
+        except (ArgumentError, NoSuchModuleError, ImportError) as exc:
             raise ConfigError(
                 f"{self.where}: not a database URL the store can use ({_first_line(exc)}); "
                 "sqlite:////path/orchestrator.db or postgresql+psycopg://USER:PASSWORD@HOST/DB"

@@ -1588,7 +1588,7 @@ REINTERPRETED = [
         "batches [true]",
         Kind.REINTERPRETED,
         playbook=book(PB_STRATEGY, mark("strategy: {batches: [true], on_failure: halt}")),
-        words=("True", "true"),
+        words=(("True", "true"),),
     ),
     bad(
         "batches [1.5]",

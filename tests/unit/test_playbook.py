@@ -29,13 +29,6 @@ UNION_NOISE = (
 )
 
 
-UNION_LINE = (
-    "for a field inside a step or check, pydantic's location carries the union member's name "
-    "(update.1.RunStep.timout), which is not a key in the file, so the line found is the step's first "
-    "line, not the field's; dropping location parts that are not keys of the data would fix it"
-)
-
-
 def case(name: str, playbook: str, problem: str, fix: str, *, xfail: str = "") -> ParameterSet:
     marks = [pytest.mark.xfail(strict=True, reason=xfail)] if xfail else []
     return pytest.param(playbook, problem, fix, id=name, marks=marks)
@@ -77,7 +70,6 @@ BAD = [
         edit("    timeout: 60s", "    timout: 60s  # <-"),
         "unknown field 'timout'",
         "spelling",
-        xfail=UNION_LINE,
     ),
     case(
         "missing required field",

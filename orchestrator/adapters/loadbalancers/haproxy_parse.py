@@ -1,4 +1,4 @@
-"""Pure parsers for HAProxy runtime API answers (`show stat`, `show servers state`). No I/O.
+"""Pure parsers for HAProxy runtime API answers (`show stat`, `show servers state`, `show info`). No I/O.
 
 Status strings seen from HAProxy 2.6 in `show stat` (tests/unit/data/haproxy_stat_*.txt):
 "UP", "UP 1/2" (right after `set server ... state ready`, or after one failed check), "DOWN",
@@ -169,6 +169,44 @@ def merge_servers(stat_text: str, state_text: str, backend: str) -> list[ServerS
         ServerState(s.backend, s.server, admin.get(s.server, s.admin), s.status, s.sessions)
         for s in servers_from_stat(stat_text, backend)
     ]
+
+
+@dataclass(frozen=True)
+class Info:
+    """What `show info` says about the process that answered (tests/unit/data/haproxy_show_info*.txt)."""
+
+    pid: int
+    uptime_sec: int
+    start_time_sec: int | None  # printed by 2.6 (2.5 and older do not)
+    version: str
+    node: str
+
+    @property
+    def identity(self) -> str:
+        """Changes on every reload and restart. A pid alone could be reused by a later process; with
+        the start time it cannot. Without a start time (older HAProxy) the pid is all there is."""
+        start = "?" if self.start_time_sec is None else str(self.start_time_sec)
+        return f"{self.node}/{self.pid}@{start}"
+
+
+def parse_info(text: str) -> Info:
+    """`show info`: one `Key: value` line per field."""
+    fields: dict[str, str] = {}
+    for line in text.splitlines():
+        key, sep, value = line.partition(":")
+        if sep and key.strip():
+            fields.setdefault(key.strip(), value.strip())
+    if fields.get("Name") != "HAProxy" or not fields.get("Pid", "").isdigit():
+        raise LoadBalancerError(f"HAProxy answered `show info` without its Name and Pid: {_head(text)}")
+    start = fields.get("Start_time_sec", "")
+    uptime = fields.get("Uptime_sec", "")
+    return Info(
+        pid=int(fields["Pid"]),
+        uptime_sec=int(uptime) if uptime.isdigit() else 0,
+        start_time_sec=int(start) if start.isdigit() else None,
+        version=fields.get("Version", ""),
+        node=fields.get("node", ""),
+    )
 
 
 def proxies_in_stat(text: str) -> list[str]:

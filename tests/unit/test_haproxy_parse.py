@@ -29,6 +29,7 @@ from orchestrator.adapters.loadbalancers.haproxy_parse import (
     parse_servers_state,
     parse_stat,
     proxies_in_stat,
+    server_state_keeping,
     servers_from_stat,
 )
 from orchestrator.errors import LoadBalancerError
@@ -215,3 +216,72 @@ def test_without_a_start_time_the_pid_is_the_identity() -> None:
 def test_parse_info_rejects_what_is_not_show_info(answer: str) -> None:
     with pytest.raises(LoadBalancerError, match="show info"):
         parse_info(answer)
+
+
+# (haproxy.cfg, backend "app": kept?, words of the reason)
+KEEPING = [
+    (
+        "global\n  server-state-file /run/haproxy/state\ndefaults\n  load-server-state-from-file global\n"
+        "backend app\n  server s1 10.0.0.1:80 check\n",
+        True,
+        "server-state-file /run/haproxy/state",
+    ),
+    (
+        "global\n  server-state-file /s # saved\nbackend app\n  load-server-state-from-file global\n",
+        True,
+        "global",
+    ),
+    (
+        "global\n  server-state-base /var/state\nlisten app\n  load-server-state-from-file local\n",
+        True,
+        "/var/state/app",
+    ),
+    (
+        "global\n  stats socket /s level admin\ndefaults\n  mode http\nbackend app\n",
+        False,
+        "no server-state-file",
+    ),
+    ("global\n  server-state-file /s\nbackend app\n", False, "no load-server-state-from-file"),
+    (
+        "defaults\n  load-server-state-from-file global\nbackend app\n",
+        False,
+        "no server-state-file in global",
+    ),
+    (
+        "global\n  server-state-file /s\ndefaults\n  load-server-state-from-file global\n"
+        "backend app\n  load-server-state-from-file none\n",
+        False,
+        "none",
+    ),
+    # A backend follows the last defaults section before it, or the one it names.
+    (
+        "global\n  server-state-file /s\ndefaults\n  load-server-state-from-file global\n"
+        "defaults plain\n  mode http\nbackend app\n",
+        False,
+        "no load-server-state-from-file",
+    ),
+    (
+        "global\n  server-state-file /s\ndefaults keep\n  load-server-state-from-file global\n"
+        "defaults plain\n  mode http\nbackend app from keep\n",
+        True,
+        "global",
+    ),
+    # Commented out is not there; another backend's setting is not this one's.
+    (
+        "global\n  # server-state-file /s\nbackend app\n  load-server-state-from-file global\n",
+        False,
+        "no server-state-file",
+    ),
+    (
+        "global\n  server-state-file /s\nbackend other\n  load-server-state-from-file global\nbackend app\n",
+        False,
+        "no load-server-state-from-file",
+    ),
+    ("global\n  server-state-file /s\nbackend web\n", False, "no backend 'app'"),
+]
+
+
+@pytest.mark.parametrize(("config", "kept", "why"), KEEPING)
+def test_server_state_keeping(config: str, kept: bool, why: str) -> None:
+    got = server_state_keeping(config, "app")
+    assert (got.kept, why in got.why) == (kept, True), got

@@ -79,6 +79,7 @@ class HAProxyProcess:
         self.config_path = self.workdir / "haproxy.cfg"
         self.state_file = self.workdir / "server-state"
         self._old_pids: list[int] = []  # processes a reload replaced, finishing their last connections
+        self.saved_at = 0.0  # time.time() when reload() last saved the server states
         # HAProxy cannot log to a file itself; its startup warnings and alerts on stderr land here.
         self.log_path = self.workdir / "haproxy.log"
 
@@ -144,7 +145,8 @@ class HAProxyProcess:
         self.socket_path.unlink(missing_ok=True)
         self.pidfile.unlink(missing_ok=True)
         self.state_file.unlink(missing_ok=True)  # a fresh start begins from the configuration
-        self._launch([])
+        self._check()
+        self._run([])
         deadline = time.monotonic() + START_TIMEOUT
         while not _socket_answers(self.socket_path):
             if time.monotonic() > deadline:
@@ -160,18 +162,23 @@ class HAProxyProcess:
         file, handed the listening sockets (`-x`), the old one told to finish (`-sf OLDPID`). With
         ``save_states`` the server states are saved first, so runtime admin states survive; without,
         the state file is removed and the new process starts from the configuration (a `maint` set
-        at runtime is forgotten). Returns the new process's pid once its runtime API answers."""
+        at runtime is forgotten). Returns the new process's pid once its runtime API answers.
+
+        A state set between the save and the new process's start is still lost (HAProxy reads the
+        file once, at start): the config is checked before the save to keep that gap short."""
         old = _read_pid(self.pidfile)
         if old is None or not alive(old, "haproxy"):
             raise ConfigError(f"no HAProxy runs from {self.pidfile} to reload; start it first")
+        self._check()
         if save_states:
             saved = _ask(self.socket_path, "show servers state")
             partial = self.state_file.with_suffix(".partial")
             partial.write_text(saved)
             partial.replace(self.state_file)  # the new process never reads half a file
+            self.saved_at = time.time()
         else:
             self.state_file.unlink(missing_ok=True)
-        self._launch(["-x", str(self.socket_path), "-sf", str(old)])
+        self._run(["-x", str(self.socket_path), "-sf", str(old)])
         self._old_pids = [pid for pid in (*self._old_pids, old) if alive(pid, "haproxy")]
         deadline = time.monotonic() + START_TIMEOUT
         while (pid := _pid_answering(self.socket_path)) in (None, old):
@@ -184,15 +191,18 @@ class HAProxyProcess:
         assert pid is not None
         return pid
 
+    def finishing(self) -> list[int]:
+        """Processes a reload replaced that still serve their last connections."""
+        return [pid for pid in self._old_pids if alive(pid, "haproxy")]
+
     def stop(self) -> None:
         stop_pidfile(self.pidfile, STOP_TIMEOUT)
-        for pid in self._old_pids:  # reloaded-away processes still finishing their connections
+        for pid in self.finishing():  # reloaded-away processes still serving their last connections
             terminate(pid, "haproxy", STOP_TIMEOUT)
         self._old_pids.clear()
 
-    def _launch(self, extra: list[str]) -> None:
-        """Write and check the config, then start a daemon from it (-D: the launcher exits once the
-        daemon has bound its sockets; the daemon is not our child)."""
+    def _check(self) -> None:
+        """Write the config and have `haproxy -c` check it."""
         self.config_path.write_text(self.config_text())
         with self.log_path.open("ab") as log:
             check = subprocess.run(
@@ -203,11 +213,16 @@ class HAProxyProcess:
                 timeout=START_TIMEOUT,
                 check=False,
             )
-            if check.returncode != 0:
-                raise ConfigError(
-                    f"haproxy -c rejected {self.config_path} (exit {check.returncode}):\n{self._log_tail()}"
-                )
-            command = [HAPROXY, "-f", str(self.config_path), "-D", "-p", str(self.pidfile), *extra]
+        if check.returncode != 0:
+            raise ConfigError(
+                f"haproxy -c rejected {self.config_path} (exit {check.returncode}):\n{self._log_tail()}"
+            )
+
+    def _run(self, extra: list[str]) -> None:
+        """Start a daemon from the config (-D: the launcher exits once the daemon has bound its sockets;
+        the daemon is not our child)."""
+        command = [HAPROXY, "-f", str(self.config_path), "-D", "-p", str(self.pidfile), *extra]
+        with self.log_path.open("ab") as log:
             run = subprocess.run(
                 command,
                 stdin=subprocess.DEVNULL,

@@ -42,9 +42,6 @@ class Instance:
     pid: int
     uptime: float  # seconds since that process started
 
-    def describe(self) -> str:
-        return f"pid {self.pid}"
-
 
 class LoadBalancer(Protocol):
     def drain(self, server: str) -> None: ...

@@ -319,6 +319,9 @@ def test_with_saved_states_no_request_fails_and_the_updated_host_stays_out_of_se
         f"{len(restarted)}, re-assertions {len(reasserted)}: {[r[3] for r in reasserted]}",
     )
     assert run.code == 0, run.output[-3000:]
+    assert (
+        "preflight loadbalancer: reloads keep server states (load-server-state-from-file global" in run.output
+    )
     assert all("version 2" in v for v in farm.versions().values()), farm.versions()
     assert run.reloader.errors == [] and run.reloader.done >= 20
     assert run.sent > 50 and run.failed == 0, run.load_summary

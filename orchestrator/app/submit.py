@@ -8,9 +8,10 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Protocol
 
+from orchestrator.adapters.loadbalancers.haproxy_parse import server_state_keeping
 from orchestrator.engine.wiring import Runtime
 from orchestrator.errors import OrchestratorError, RolloutRefused
-from orchestrator.model.inventory import load_inventory
+from orchestrator.model.inventory import HAProxyConfig, load_inventory
 from orchestrator.model.playbook import load_playbook
 from orchestrator.model.resolve import Files, resolve
 from orchestrator.model.spec import RolloutSpec
@@ -48,7 +49,8 @@ def load_spec(
 
 def preflight(spec: RolloutSpec, runtime: Runtime) -> list[str]:
     """Refuse to start unless the load balancer knows every server and every host answers over SSH
-    with a known host key. Returns one line per host checked; raises RolloutRefused."""
+    with a known host key. Returns one line per host checked, and one about HAProxy's reloads;
+    raises RolloutRefused."""
     problems: list[str] = []
     lb = runtime.loadbalancer(spec.loadbalancer)
     try:
@@ -73,7 +75,32 @@ def preflight(spec: RolloutSpec, runtime: Runtime) -> list[str]:
         problems += [p for p in pool.map(ssh, spec.hosts) if p]
     if problems:
         raise RolloutRefused("preflight failed, nothing was changed:\n  " + "\n  ".join(problems))
-    return [f"{h.name}: {known[h.lb_server].status}, ssh ok" for h in spec.hosts.values()]
+    lines = [f"{h.name}: {known[h.lb_server].status}, ssh ok" for h in spec.hosts.values()]
+    return [*lines, reload_keeping(spec.loadbalancer)]
+
+
+REASSERTS = "the orchestrator re-asserts them anyway, within a poll"
+
+
+def reload_keeping(config: HAProxyConfig) -> str:
+    """One line: does a reload of this HAProxy keep the server states the rollout sets? A warning when
+    it does not, or when there is no way to tell; never a refusal (the states are watched anyway)."""
+    if config.config is None:
+        return (
+            "warning: cannot tell whether HAProxy keeps server states across reloads (no "
+            f"loadbalancer.config in the inventory); {REASSERTS}"
+        )
+    try:
+        text = config.config.read_text(errors="replace")
+    except OSError as exc:
+        return f"warning: cannot read loadbalancer.config {config.config} ({exc.strerror}); {REASSERTS}"
+    keeping = server_state_keeping(text, config.backend)
+    if keeping.kept:
+        return f"loadbalancer: reloads keep server states ({keeping.why}; save them before each reload)"
+    return (
+        f"warning: {config.config}: a reload of HAProxy forgets the server states of backend "
+        f"{config.backend} ({keeping.why}); {REASSERTS}"
+    )
 
 
 def submit(store: RolloutCreator, launcher: Launcher, spec: RolloutSpec, *, stale_after: float) -> str:

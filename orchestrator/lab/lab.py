@@ -266,7 +266,12 @@ def _write_inventory(
     inventory = {
         "pools": {
             POOL: {
-                "loadbalancer": {"type": "haproxy", "socket": str(proxy.socket_path), "backend": BACKEND},
+                "loadbalancer": {
+                    "type": "haproxy",
+                    "socket": str(proxy.socket_path),
+                    "backend": BACKEND,
+                    "config": str(proxy.config_path),
+                },
                 "hypervisor": {"type": "libvirt", "uri": uri},
                 "ssh": {
                     "user": "root",

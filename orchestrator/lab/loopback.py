@@ -139,6 +139,7 @@ class LoopbackFarm:
                         "type": "haproxy",
                         "socket": str(self.haproxy.socket_path),
                         "backend": "app",
+                        "config": str(self.haproxy.config_path),
                     },
                     "hypervisor": SNAPSHOT_COMMANDS,
                     "ssh": {

@@ -4,7 +4,8 @@
 vars: {env: prod}                       # optional, for every host
 pools:
   web:
-    loadbalancer: {type: haproxy, socket: /run/haproxy/admin.sock, backend: app}
+    loadbalancer: {type: haproxy, socket: /run/haproxy/admin.sock, backend: app,
+                   config: /etc/haproxy/haproxy.cfg}   # config: optional, for the preflight
     hypervisor: {type: libvirt, uri: "qemu:///system"}
     ssh: {user: root, port: 22, key: keys/id_ed25519, known_hosts: keys/known_hosts}
     vars: {app_port: 8080}
@@ -104,6 +105,9 @@ class HAProxyConfig(Strict):
     )
     backend: LBName
     timeout: Timeout = 5.0
+    # HAProxy's own haproxy.cfg, readable here: the preflight reads it to tell whether a reload keeps
+    # the server states this orchestrator sets (the runtime API cannot show the configuration).
+    config: Path | None = None
 
     @field_validator("socket", mode="before")
     @classmethod
@@ -247,7 +251,7 @@ class Inventory(Strict):
                 continue
             fix(pool.get("ssh"), "key", "known_hosts")
             fix(pool.get("hypervisor"), "key", "known_hosts")  # libvirt over SSH: its own key and known_hosts
-            fix(pool.get("loadbalancer"), "socket")
+            fix(pool.get("loadbalancer"), "socket", "config")
             fix_secrets(pool.get("secrets"))
             hosts = pool.get("hosts")
             for host in hosts.values() if isinstance(hosts, dict) else ():

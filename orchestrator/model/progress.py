@@ -2,7 +2,8 @@
 
 Persisted with the host's state after every decision, as versioned JSON. This module is the only code
 that reads its stored keys: everyone else uses the fields. A record written by a newer orchestrator
-is refused rather than half-read; keys this version does not know are dropped.
+is refused rather than half-read; keys this version does not know are dropped. A new field with a
+default needs no new version: an older record lacks it (the default), an older reader drops it.
 """
 
 from __future__ import annotations
@@ -43,6 +44,8 @@ class Progress:
     held_by: str = ""  # a PauseCause value while the gate holds the host for one; "" otherwise
     held_why: str = ""  # the gate's words for why it holds the host
     passed_gate: bool = False  # the gate let the host start in this tick
+    lb_instance: str = ""  # the load balancer process this host's last tick saw (Instance.identity)
+    lb_pid: int = 0  # and its pid, for the record
 
     def to_json(self) -> dict[str, Any]:
         return {"version": VERSION, **asdict(self)}

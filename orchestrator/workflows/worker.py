@@ -64,6 +64,7 @@ def _start_reconciler(ctx: Context, stop: threading.Event) -> threading.Thread:
             "quiet_for": settings.reconcile_after,
             "stop": stop,
             "each_round": due_schedules,
+            "loadbalancers": ctx.runtime.loadbalancer,
         },
     )
     thread.start()

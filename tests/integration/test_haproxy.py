@@ -216,6 +216,33 @@ def test_drained_server_that_fails_checks_stays_drained(lab: Lab) -> None:
     assert lab.lb.state("s3").admin is AdminState.READY
 
 
+def test_show_info_names_the_process_and_a_reload_starts_another(lab: Lab) -> None:
+    first = lab.lb.instance()
+    assert first == lab.lb.instance() and first.pid == lab.lb.info().pid
+    assert lab.lb.info().start_time_sec is not None  # 2.6 prints it
+    new_pid = lab.proc.reload()
+    after = lab.lb.instance()
+    assert after.pid == new_pid != first.pid and after.identity != first.identity
+
+
+def test_a_reload_keeps_maint_and_drain_when_the_states_were_saved(lab: Lab) -> None:
+    lab.lb.maint("s1")
+    lab.lb.drain("s2")
+    lab.proc.reload(save_states=True)
+    assert [lab.lb.state(n).admin for n in NAMES] == [AdminState.MAINT, AdminState.DRAIN, AdminState.READY]
+    assert {get(lab.port, "/")[1] for _ in range(6)} == {"s3"}
+
+
+def test_a_reload_without_saved_states_puts_a_maint_server_back_in_service(lab: Lab) -> None:
+    # What the orchestrator must watch for: HAProxy itself forgets every runtime admin state.
+    wait_for("all servers UP", lambda: all(s.up_after_check for s in lab.lb.servers()))
+    lab.lb.maint("s1")
+    lab.proc.reload(save_states=False)
+    s1 = lab.lb.state("s1")
+    assert s1.admin is AdminState.READY and s1.in_service
+    wait_for("s1 answering through HAProxy", lambda: "s1" in {get(lab.port, "/")[1] for _ in range(6)})
+
+
 def test_setting_a_state_twice_is_harmless(lab: Lab) -> None:
     for _ in range(2):
         lab.lb.drain("s2")

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator.adapters.checks.base import CheckResult
-from orchestrator.adapters.loadbalancers.base import AdminState, ServerState
+from orchestrator.adapters.loadbalancers.base import AdminState, Instance, ServerState
 from orchestrator.engine.host.machine import HostPipeline
 from orchestrator.engine.host.ports import Adapters
 from orchestrator.errors import CommandTimeout, HypervisorError
@@ -82,6 +82,8 @@ class FakeLoadBalancer:
         self._act("ready", server, AdminState.READY)
 
     def state(self, server: str) -> ServerState:
+        if self.on_state is not None:
+            self.on_state(self)
         self.attempts["state"] += 1
         _raise_queued(self.errors, "state")
         admin = self.admin.get(server, AdminState.READY)
@@ -94,6 +96,19 @@ class FakeLoadBalancer:
 
     def servers(self) -> list[ServerState]:
         return [self.state(name) for name in self.admin]
+
+    # A reload or restart: a new process (new pid); without saved server states it forgets every
+    # admin state set at runtime. ``on_state`` runs before each ``state`` call (to reload mid-checks).
+    pid: int = 100
+    on_state: Callable[[FakeLoadBalancer], None] | None = None
+
+    def instance(self) -> Instance:
+        return Instance(f"fake/{self.pid}", self.pid, 1.0)
+
+    def reload(self, *, keep_states: bool = False) -> None:
+        self.pid += 1
+        if not keep_states:
+            self.admin = dict.fromkeys(self.admin, AdminState.READY)
 
 
 class FakeSnapshots:
@@ -237,6 +252,10 @@ class MemoryJournal:
         self.holds: list[tuple[str, float]] = []
         self.saves: list[tuple[str, HostState, dict[str, Any]]] = []
         self.steps: list[JournalStep] = []
+        self.actions: list[tuple[str, str, str]] = []  # (host, action, detail)
+
+    def record_action(self, host: str, action: str, detail: str) -> None:
+        self.actions.append((host, action, detail))
 
     def save(self, host: str, state: HostState, progress: Progress) -> None:
         self.saves.append((host, state, progress.to_json()))

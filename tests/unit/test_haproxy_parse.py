@@ -9,6 +9,8 @@ backend "app", checks every 1 s, rise 2, fall 2; each pair of files was taken ba
   down             s1 drained and failing checks (shows "DOWN"), s3 failing checks
   transitions      s1 as above; s2 one failed check ("UP 1/2"); s3 one passed check ("DOWN 1/2")
   nocheck_weight0  s3 after `disable health`; s2 after `set weight app/s2 0` (still "UP")
+`show info` (haproxy_show_info*.txt): one process 1 s after its start, and the process that replaced
+it 1.2 s later (`haproxy -f CFG -D -p PID -x SOCK -sf OLDPID`).
 """
 
 from __future__ import annotations
@@ -23,9 +25,11 @@ from orchestrator.adapters.loadbalancers.haproxy_parse import (
     admin_from_bits,
     admin_from_status,
     merge_servers,
+    parse_info,
     parse_servers_state,
     parse_stat,
     proxies_in_stat,
+    server_state_keeping,
     servers_from_stat,
 )
 from orchestrator.errors import LoadBalancerError
@@ -178,3 +182,106 @@ def test_parse_servers_state_rejects_short_row() -> None:
     text = "1\n# be_id be_name srv_id srv_name\n3 app 1\n"
     with pytest.raises(LoadBalancerError, match="3 of 4 fields"):
         parse_servers_state(text)
+
+
+def info(tag: str = "") -> str:
+    return (DATA / f"haproxy_show_info{tag}.txt").read_text()
+
+
+def test_parse_info_reads_the_process() -> None:
+    got = parse_info(info())
+    assert (got.pid, got.uptime_sec, got.start_time_sec) == (27845, 1, 1796165044)
+    assert (got.version, got.node) == ("2.6.12-1+deb12u4", "vm")
+
+
+def test_the_identity_changes_on_reload_and_only_then() -> None:
+    first, again, reloaded = parse_info(info()), parse_info(info()), parse_info(info("_reloaded"))
+    assert first.identity == again.identity
+    assert reloaded.pid == 27864 and reloaded.identity != first.identity
+
+
+def test_a_reused_pid_is_another_process() -> None:
+    later = info().replace("Start_time_sec: 1796165044", "Start_time_sec: 1796169999")
+    assert parse_info(later).pid == parse_info(info()).pid
+    assert parse_info(later).identity != parse_info(info()).identity
+
+
+def test_without_a_start_time_the_pid_is_the_identity() -> None:
+    old = "\n".join(line for line in info().splitlines() if not line.startswith("Start_time_sec"))
+    got = parse_info(old)
+    assert got.start_time_sec is None and got.identity == "vm/27845@?"
+
+
+@pytest.mark.parametrize("answer", ["", "Unknown command.\n", "Name: HAProxy\nPid: x\n"])
+def test_parse_info_rejects_what_is_not_show_info(answer: str) -> None:
+    with pytest.raises(LoadBalancerError, match="show info"):
+        parse_info(answer)
+
+
+# (haproxy.cfg, backend "app": kept?, words of the reason)
+KEEPING = [
+    (
+        "global\n  server-state-file /run/haproxy/state\ndefaults\n  load-server-state-from-file global\n"
+        "backend app\n  server s1 10.0.0.1:80 check\n",
+        True,
+        "server-state-file /run/haproxy/state",
+    ),
+    (
+        "global\n  server-state-file /s # saved\nbackend app\n  load-server-state-from-file global\n",
+        True,
+        "global",
+    ),
+    (
+        "global\n  server-state-base /var/state\nlisten app\n  load-server-state-from-file local\n",
+        True,
+        "/var/state/app",
+    ),
+    (
+        "global\n  stats socket /s level admin\ndefaults\n  mode http\nbackend app\n",
+        False,
+        "no server-state-file",
+    ),
+    ("global\n  server-state-file /s\nbackend app\n", False, "no load-server-state-from-file"),
+    (
+        "defaults\n  load-server-state-from-file global\nbackend app\n",
+        False,
+        "no server-state-file in global",
+    ),
+    (
+        "global\n  server-state-file /s\ndefaults\n  load-server-state-from-file global\n"
+        "backend app\n  load-server-state-from-file none\n",
+        False,
+        "none",
+    ),
+    # A backend follows the last defaults section before it, or the one it names.
+    (
+        "global\n  server-state-file /s\ndefaults\n  load-server-state-from-file global\n"
+        "defaults plain\n  mode http\nbackend app\n",
+        False,
+        "no load-server-state-from-file",
+    ),
+    (
+        "global\n  server-state-file /s\ndefaults keep\n  load-server-state-from-file global\n"
+        "defaults plain\n  mode http\nbackend app from keep\n",
+        True,
+        "global",
+    ),
+    # Commented out is not there; another backend's setting is not this one's.
+    (
+        "global\n  # server-state-file /s\nbackend app\n  load-server-state-from-file global\n",
+        False,
+        "no server-state-file",
+    ),
+    (
+        "global\n  server-state-file /s\nbackend other\n  load-server-state-from-file global\nbackend app\n",
+        False,
+        "no load-server-state-from-file",
+    ),
+    ("global\n  server-state-file /s\nbackend web\n", False, "no backend 'app'"),
+]
+
+
+@pytest.mark.parametrize(("config", "kept", "why"), KEEPING)
+def test_server_state_keeping(config: str, kept: bool, why: str) -> None:
+    got = server_state_keeping(config, "app")
+    assert (got.kept, why in got.why) == (kept, True), got

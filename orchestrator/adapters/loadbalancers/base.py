@@ -32,9 +32,21 @@ class ServerState:
         return self.admin is AdminState.READY and self.status.startswith("UP")
 
 
+@dataclass(frozen=True)
+class Instance:
+    """Which load balancer process answers. A reload or a restart starts a new process, and a new
+    process may have forgotten every admin state set at runtime: the engine compares ``identity``
+    between ticks to notice one."""
+
+    identity: str  # equal only for the same process
+    pid: int
+    uptime: float  # seconds since that process started
+
+
 class LoadBalancer(Protocol):
     def drain(self, server: str) -> None: ...
     def maint(self, server: str) -> None: ...
     def ready(self, server: str) -> None: ...
     def state(self, server: str) -> ServerState: ...
     def servers(self) -> list[ServerState]: ...
+    def instance(self) -> Instance: ...

@@ -10,9 +10,11 @@ import socket
 import time
 from pathlib import Path
 
-from orchestrator.adapters.loadbalancers.base import ServerState
+from orchestrator.adapters.loadbalancers.base import Instance, ServerState
 from orchestrator.adapters.loadbalancers.haproxy_parse import (
+    Info,
     merge_servers,
+    parse_info,
     parse_servers_state,
     proxies_in_stat,
 )
@@ -68,6 +70,16 @@ class HAProxy:
         if stat.strip() == "No such proxy." or state.strip() == "Can't find backend.":
             raise LoadBalancerError(self._no_backend())
         return merge_servers(stat, state, self.backend)
+
+    def instance(self) -> Instance:
+        info = self.info()
+        return Instance(info.identity, info.pid, float(info.uptime_sec))
+
+    # -- beyond the protocol
+
+    def info(self) -> Info:
+        """The answering process: its pid, uptime and start time (`show info`)."""
+        return parse_info(self.command("show info"))
 
     # -- runtime API
 

@@ -1,4 +1,4 @@
-"""Pure parsers for HAProxy runtime API answers (`show stat`, `show servers state`). No I/O.
+"""Pure parsers for HAProxy runtime API answers (`show stat`, `show servers state`, `show info`). No I/O.
 
 Status strings seen from HAProxy 2.6 in `show stat` (tests/unit/data/haproxy_stat_*.txt):
 "UP", "UP 1/2" (right after `set server ... state ready`, or after one failed check), "DOWN",
@@ -169,6 +169,116 @@ def merge_servers(stat_text: str, state_text: str, backend: str) -> list[ServerS
         ServerState(s.backend, s.server, admin.get(s.server, s.admin), s.status, s.sessions)
         for s in servers_from_stat(stat_text, backend)
     ]
+
+
+@dataclass(frozen=True)
+class Info:
+    """What `show info` says about the process that answered (tests/unit/data/haproxy_show_info*.txt)."""
+
+    pid: int
+    uptime_sec: int
+    start_time_sec: int | None  # printed by 2.6 (2.5 and older do not)
+    version: str
+    node: str
+
+    @property
+    def identity(self) -> str:
+        """Changes on every reload and restart. A pid alone could be reused by a later process; with
+        the start time it cannot. Without a start time (older HAProxy) the pid is all there is."""
+        start = "?" if self.start_time_sec is None else str(self.start_time_sec)
+        return f"{self.node}/{self.pid}@{start}"
+
+
+def parse_info(text: str) -> Info:
+    """`show info`: one `Key: value` line per field."""
+    fields: dict[str, str] = {}
+    for line in text.splitlines():
+        key, sep, value = line.partition(":")
+        if sep and key.strip():
+            fields.setdefault(key.strip(), value.strip())
+    if fields.get("Name") != "HAProxy" or not fields.get("Pid", "").isdigit():
+        raise LoadBalancerError(f"HAProxy answered `show info` without its Name and Pid: {_head(text)}")
+    start = fields.get("Start_time_sec", "")
+    uptime = fields.get("Uptime_sec", "")
+    return Info(
+        pid=int(fields["Pid"]),
+        uptime_sec=int(uptime) if uptime.isdigit() else 0,
+        start_time_sec=int(start) if start.isdigit() else None,
+        version=fields.get("Version", ""),
+        node=fields.get("node", ""),
+    )
+
+
+@dataclass(frozen=True)
+class StateKeeping:
+    """Whether an haproxy.cfg has a reload keep the runtime admin states of ``backend``'s servers."""
+
+    kept: bool
+    why: str  # what the configuration says, or lacks, in its own words
+
+
+_SECTIONS = frozenset(
+    {"global", "defaults", "frontend", "backend", "listen", "peers", "resolvers", "userlist", "mailers"}
+    | {"program", "http-errors", "ring", "cache"}
+)
+
+
+@dataclass
+class _Section:
+    kind: str
+    name: str
+    parent: str  # `from NAME` on its header line
+    settings: dict[str, str] = field(default_factory=dict)  # first value of each keyword
+
+
+def _sections(config: str) -> list[_Section]:
+    found: list[_Section] = []
+    for raw in config.splitlines():
+        words = raw.split("#", 1)[0].split()
+        if not words:
+            continue
+        if words[0] in _SECTIONS:
+            name = words[1] if len(words) > 1 and words[1] != "from" else ""
+            parent = words[words.index("from") + 1] if "from" in words[:-1] else ""
+            found.append(_Section(words[0], name, parent))
+        elif found:
+            found[-1].settings.setdefault(words[0], words[1] if len(words) > 1 else "")
+    return found
+
+
+def server_state_keeping(config: str, backend: str) -> StateKeeping:
+    """Read an haproxy.cfg for `server-state-file` (global) and `load-server-state-from-file` (the
+    backend's own, else that of its defaults section: the one it names with `from`, or the last one
+    before it). A backend that loads `local` reads `server-state-file-name` (or its own name) under
+    `server-state-base`."""
+    sections = _sections(config)
+    glob = next((s.settings for s in sections if s.kind == "global"), {})
+    state_file, base = glob.get("server-state-file", ""), glob.get("server-state-base", "")
+    mode, own, last_defaults = "", None, _Section("defaults", "", "")
+    named: dict[str, _Section] = {}
+    for section in sections:
+        if section.kind == "defaults":
+            last_defaults = named.setdefault(section.name, section) if section.name else section
+        elif section.kind in ("backend", "listen") and section.name == backend:
+            own = section
+            defaults = named.get(section.parent, last_defaults) if section.parent else last_defaults
+            mode = section.settings.get(
+                "load-server-state-from-file", defaults.settings.get("load-server-state-from-file", "")
+            )
+            break
+    if own is None:
+        return StateKeeping(False, f"the configuration has no backend {backend!r}")
+    if mode == "global":
+        if state_file:
+            return StateKeeping(True, f"load-server-state-from-file global, server-state-file {state_file}")
+        return StateKeeping(False, "load-server-state-from-file global but no server-state-file in global")
+    if mode == "local":
+        where = "/".join(x for x in (base, own.settings.get("server-state-file-name") or backend) if x)
+        return StateKeeping(True, f"load-server-state-from-file local, from {where}")
+    if mode:
+        return StateKeeping(False, f"load-server-state-from-file {mode}")
+    missing = "no load-server-state-from-file in defaults or the backend"
+    return StateKeeping(False, missing if state_file else f"no server-state-file in global, {missing}")
 
 
 def proxies_in_stat(text: str) -> list[str]:

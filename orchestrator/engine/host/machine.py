@@ -13,10 +13,11 @@ unreachable load balancer.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 
-from orchestrator.engine.host import change, drain, verify
+from orchestrator.engine.host import change, drain, lbstate, verify
 from orchestrator.engine.host.decisions import Decision, Fail, Next, Wait
 from orchestrator.engine.host.ports import Adapters, Controls, HostStore, NoControls
 from orchestrator.engine.host.run import HostRun
@@ -27,6 +28,7 @@ from orchestrator.model.states import TERMINAL, HostState, PauseCause, check_tra
 from orchestrator.retry import RetryPolicy
 
 S = HostState
+log = logging.getLogger(__name__)
 
 # A tick this much later than asked means the orchestrator itself stalled (see _forgive_own_stall).
 STALL_GRACE = 5.0
@@ -114,7 +116,10 @@ class HostPipeline:
         self._forgive_own_stall(progress)
         while not self._done(state, progress):
             try:
-                decision = self._interruption(state, progress) or HANDLERS[state](self.run, progress)
+                decision = self._interruption(state, progress)
+                if decision is None:
+                    self._hold_in_place(state, progress)
+                    decision = HANDLERS[state](self.run, progress)
                 progress.blocked = progress.blocked_by = ""
             except LoadBalancerError as exc:
                 decision = (
@@ -146,6 +151,22 @@ class HostPipeline:
                 self._end_step(progress, decision.outcome, decision.detail)
                 state = self._move(state, decision.state, progress)
         return state, progress, None
+
+    def _hold_in_place(self, state: HostState, p: Progress) -> None:
+        """Confirm the load balancer still holds the server where this state needs it, and set it
+        again at once if not (a reload without saved server states forgets runtime admin states).
+        Out of pool and reverting are left to their handlers: setting maint is the first thing they do."""
+        want = lbstate.expected(state, p)
+        if want is None or state in (S.OUT_OF_POOL, S.REVERTING):
+            return
+        lb, server = self.run.adapters.lb, self.host.lb_server
+        seen = self.run.call(p, lambda: lb.state(server))
+        if not lbstate.drifted(seen, want):
+            return
+        self.run.call(p, lambda: lbstate.put(lb, server, want))
+        what = lbstate.what_was_seen(seen, state, want)
+        log.warning("%s/%s: %s", self.run.spec.rollout_id, self.host.name, what)
+        self.store.record_action(self.host.name, "lb_reasserted", what)
 
     def _outage(self, progress: Progress, cause: PauseCause, exc: OrchestratorError) -> Decision:
         """An unreachable load balancer (or, after the snapshot, hypervisor) holds the host where it

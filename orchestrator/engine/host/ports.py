@@ -56,6 +56,9 @@ class HostStore(Protocol):
     def hold(self, host: str, seconds: float) -> None:
         """Keep this host claimed for ``seconds`` more (a long command is about to run)."""
 
+    def record_action(self, host: str, action: str, detail: str) -> None:
+        """A row in the rollout's action log (e.g. a load balancer state this host re-asserted)."""
+
     def step_started(self, host: str, step: str, detail: str) -> int: ...
     def step_ended(
         self,

@@ -60,6 +60,9 @@ class StoreJournal:
         self._still_ours(host)
         self.store.extend_lease(self.rollout_id, host, self.owner, seconds)
 
+    def record_action(self, host: str, action: str, detail: str) -> None:
+        self.store.record_action(self.rollout_id, action, "orchestrator", f"{host}: {detail}")
+
     def step_started(self, host: str, step: str, detail: str) -> int:
         self._still_ours(host)
         return self.store.step_started(self.rollout_id, host, step, detail)

@@ -17,6 +17,7 @@ import contextlib
 import logging
 
 from orchestrator.engine.host.machine import HostPipeline
+from orchestrator.engine.rollout import watch
 from orchestrator.engine.rollout.claims import LEASE, StoreJournal, owner_alive
 from orchestrator.engine.rollout.decide import (
     AwaitApproval,
@@ -113,6 +114,7 @@ def _tick(
         if status.state not in TERMINAL or (status.progress.rollback and status.state is HostState.SUCCEEDED):
             spec = rollout.spec
             adapters = runtime.adapters(spec)
+            watch.notice_new_instance(store, rollout, adapters.lb, status.progress)
             pipeline = HostPipeline(
                 spec,
                 spec.hosts[host],

@@ -9,7 +9,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from orchestrator.engine.rollout import operations
+from orchestrator.engine.rollout import operations, watch
 from orchestrator.engine.rollout.claims import owner_alive
 from orchestrator.engine.rollout.coordinator import enqueue, host_done, start, start_hosts
 from orchestrator.engine.rollout.ports import RolloutStore, Scheduler
@@ -107,11 +107,20 @@ def reconcile_forever(
     quiet_for: float = 30.0,
     stop: threading.Event | None = None,
     each_round: RoundHook | None = None,
+    loadbalancers: watch.LoadBalancers | None = None,
 ) -> None:
     """The reconciler loop run by every worker (a thread); any number of them may run at once.
-    ``each_round`` runs after each round (the workers start due schedules there)."""
+    Each round first guards the load balancer states of every active rollout (with ``loadbalancers``),
+    then restarts what stalled; ``each_round`` runs after it (the workers start due schedules there)."""
     event = stop or threading.Event()
     while not event.wait(every):
+        if loadbalancers is not None:
+            try:
+                watch.guard(store, loadbalancers)
+            except StoreUnavailable as exc:
+                log.warning("load balancer guard skipped: %s", exc)
+            except Exception:  # a bug: say it; the reconciling below still runs
+                log.exception("load balancer guard failed")
         try:
             for line in reconcile(store, scheduler, quiet_for=quiet_for):
                 log.warning("reconciler: %s", line)

@@ -6,6 +6,7 @@ state and progress, and one journal row per step attempt live here.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
@@ -78,6 +79,11 @@ def _is_outage(exc: BaseException) -> bool:
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    # The driver would open a transaction only at the first write, so a read-then-write (every
+    # compare-and-set here) would read outside it and two processes could both win. We begin each
+    # transaction ourselves, IMMEDIATE: it takes the write lock first, waiting (busy_timeout) rather
+    # than failing with "database is locked" half-way.
+    dbapi_connection.isolation_level = None
     # WAL lets the CLI read progress while a worker writes; NORMAL sync is durable across process crashes.
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
@@ -143,6 +149,7 @@ def make_engine(url: str) -> Engine:
         private_sqlite_file(url)
         engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
         event.listen(engine, "connect", _sqlite_pragmas)
+        event.listen(engine, "begin", lambda connection: connection.exec_driver_sql("BEGIN IMMEDIATE"))
     else:
         # A server that never answers must not hang the CLI, a worker or a scrape: bounded connects,
         # statements and lock waits, and TCP that notices a peer gone silent (libpq's own settings).
@@ -193,7 +200,22 @@ class Store:
             with self._session.begin() as session:
                 yield session
         except (OperationalError, InterfaceError, InternalError) as exc:
-            raise StoreUnavailable(f"{self.where}: the store does not answer: {_first_line(exc)}") from exc
+            raise StoreUnavailable(f"{self.where}: {self._why(exc)}") from exc
+
+    def _why(self, exc: BaseException) -> str:
+        """What a user can act on: a SQLite store on a full disk or a read-only filesystem says so."""
+        found = _first_line(exc)
+        path = make_url(self.url).database if self.url.startswith("sqlite") else None
+        if path and path != ":memory:":
+            if "full" in found.lower():
+                return f"the disk under the store is full ({found}); free space: hosts hold until then"
+            with contextlib.suppress(OSError):
+                if os.statvfs(Path(path).parent).f_flag & os.ST_RDONLY:
+                    return (
+                        f"the filesystem under the store is read-only ({found}); remount it read-write: "
+                        "every host holds meanwhile"
+                    )
+        return f"the store does not answer: {found}"
 
     # rollouts
     def create_rollout(self, spec: RolloutSpec, *, stale_after: float = 600.0) -> None:

@@ -6,9 +6,11 @@ there (and removes it, snapshots included) instead of touching the driver's buil
 
 from __future__ import annotations
 
+import socket
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import libvirt
@@ -216,3 +218,36 @@ def test_close_then_use_reconnects(snaps: LibvirtSnapshots, domain: str) -> None
     snaps.close()
     snaps.close()
     assert snaps.list(domain) == ["s"]
+
+
+def test_a_libvirtd_that_accepts_but_never_answers_fails_every_call_within_the_bound(tmp_path: Path) -> None:
+    """What a stopped (SIGSTOP) or hung libvirtd looks like to a client: the kernel accepts the
+    connection, nothing ever answers. The open itself blocks; each call must still end, unanswered,
+    including calls made while an earlier one is still stuck in its open."""
+    path = tmp_path / "libvirt-sock"
+    silent = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    silent.bind(str(path))
+    silent.listen(16)
+    snaps = LibvirtSnapshots(f"qemu+unix:///system?socket={path}", call_timeout=1.0)
+    errors: list[HypervisorError] = []
+
+    def call(action: Callable[[], object]) -> None:
+        try:
+            action()
+        except HypervisorError as exc:
+            errors.append(exc)
+
+    calls = [
+        lambda: snaps.list("vm1"),
+        lambda: snaps.create("vm1", "s", memory=True),
+        lambda: snaps.info("vm1", "s"),
+    ]
+    threads = [threading.Thread(target=call, args=(action,), daemon=True) for action in calls]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)  # a hang is the failure; the bound is 1 s
+    assert not any(t.is_alive() for t in threads), "a libvirt call did not end"
+    assert len(errors) == 3 and all(e.unanswered for e in errors), errors
+    assert "did not answer within 1s" in str(errors[0]) and "'vm1'" in str(errors[0])
+    silent.close()

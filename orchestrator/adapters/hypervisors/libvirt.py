@@ -263,29 +263,41 @@ class LibvirtSnapshots:
     # -- helpers ----------------------------------------------------------------------------------------
 
     def _connection(self, domain: str, snapshot: str) -> Any:
+        """The shared connection, opened on first use. The lock is never held across the open: a
+        libvirtd that accepts but never answers (stopped, hung) blocks the open, and every other call
+        and the deadline's clean-up must still get through to report it."""
         with self._lock:
             if self._conn is not None:
                 return self._conn
-            try:
-                conn = libvirt.open(self.uri)
-                with suppress(libvirt.libvirtError):  # local drivers (test:///) have no keepalive
-                    conn.setKeepAlive(KEEPALIVE_INTERVAL, KEEPALIVE_COUNT)
+        conn = self._open(domain, snapshot)
+        with self._lock:
+            if self._conn is None:
                 self._conn = conn
-            except libvirt.libvirtError as exc:
-                transient = _is_connect_failure(exc)
-                hint = (
-                    " Is libvirtd running and is its socket where the URI says?"
-                    if transient
-                    else " Check the URI (e.g. qemu:///system, test:///default)."
-                )
-                raise HypervisorError(
-                    f"cannot connect to libvirt at {self.uri!r} (needed for domain {domain!r}): "
-                    f"{exc.get_error_message()}.{hint}",
-                    domain=domain,
-                    snapshot=snapshot,
-                    transient=transient,
-                ) from exc
-            return self._conn
+                return conn
+            existing = self._conn  # another call opened one meanwhile: use that one
+        _close_quietly(conn)
+        return existing
+
+    def _open(self, domain: str, snapshot: str) -> Any:
+        try:
+            conn = libvirt.open(self.uri)
+        except libvirt.libvirtError as exc:
+            transient = _is_connect_failure(exc)
+            hint = (
+                " Is libvirtd running and is its socket where the URI says?"
+                if transient
+                else " Check the URI (e.g. qemu:///system, test:///default)."
+            )
+            raise HypervisorError(
+                f"cannot connect to libvirt at {self.uri!r} (needed for domain {domain!r}): "
+                f"{exc.get_error_message()}.{hint}",
+                domain=domain,
+                snapshot=snapshot,
+                transient=transient,
+            ) from exc
+        with suppress(libvirt.libvirtError):  # local drivers (test:///) have no keepalive
+            conn.setKeepAlive(KEEPALIVE_INTERVAL, KEEPALIVE_COUNT)
+        return conn
 
     @contextmanager
     def _errors(self, action: str, domain: str, snapshot: str) -> Iterator[None]:
@@ -305,15 +317,16 @@ class LibvirtSnapshots:
     def _drop_if_dead(self) -> bool:
         with self._lock:
             conn = self._conn
-            try:
-                alive = conn is None or bool(conn.isAlive())
-            except libvirt.libvirtError:
-                alive = False
-            if alive:
-                return False
-            self._conn = None
-        with suppress(libvirt.libvirtError):
-            conn.close()
+        try:
+            alive = conn is None or bool(conn.isAlive())
+        except libvirt.libvirtError:
+            alive = False
+        if alive:
+            return False
+        with self._lock:
+            if self._conn is conn:
+                self._conn = None
+        threading.Thread(target=_close_quietly, args=(conn,), daemon=True).start()
         return True
 
     def _domain(self, conn: Any, domain: str, snapshot: str) -> Any:

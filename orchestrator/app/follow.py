@@ -67,7 +67,7 @@ def follow(
         except StoreUnavailable as exc:
             if down_since is None:
                 down_since = time.monotonic()
-                emit(printable(f"  the store does not answer ({exc}); waiting: every host holds where it is"))
+                emit(printable(f"  store unavailable: {exc}; waiting: every host holds where it is"))
             time.sleep(max(interval, 0.5))
             continue
         if down_since is not None:

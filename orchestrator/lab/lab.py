@@ -35,6 +35,7 @@ from typing import Any
 
 import yaml
 
+from orchestrator.adapters.loadbalancers.base import AdminState
 from orchestrator.errors import ConfigError
 from orchestrator.lab import network
 from orchestrator.lab import vms as vmlib
@@ -242,6 +243,8 @@ def _up(root: Path, paths: dict[str, Path], count: int) -> LabInfo:
     )
     if not proxy.is_running():
         proxy.start()
+    else:
+        _back_in_service(proxy, [s.name for s in specs])
     _wait_lb_up(proxy, [s.name for s in specs])
     timings["haproxy"] = time.monotonic() - t2
     _write_inventory(paths, specs, proxy, daemon.uri)
@@ -341,6 +344,20 @@ def _lb_status(proxy: HAProxyProcess) -> dict[str, str]:
     except OSError:
         return {}
     return {row.name: row.status for row in parse_stat(data.decode()) if row.proxy == BACKEND}
+
+
+def _back_in_service(proxy: HAProxyProcess, servers: list[str]) -> None:
+    """A lab brought up again starts whole: a server an interrupted run left in maint or drain is put
+    back (the HAProxy keeps admin states across reloads, so nothing else would)."""
+    from orchestrator.adapters.loadbalancers.haproxy import HAProxy
+
+    lb = HAProxy(socket=proxy.socket_path, backend=BACKEND)
+    for state in lb.servers():
+        if state.server in servers and state.admin is not AdminState.READY:
+            log.warning(
+                "lab: %s was in %s, left by an earlier run: back in service", state.server, state.admin.value
+            )
+            lb.ready(state.server)
 
 
 def _wait_lb_up(proxy: HAProxyProcess, servers: list[str]) -> None:

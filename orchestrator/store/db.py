@@ -6,15 +6,12 @@ state and progress, and one journal row per step attempt live here.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import json
-import os
 import secrets
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, and_, create_engine, delete, event, func, make_url, or_, select, update
@@ -44,6 +41,7 @@ from orchestrator.model.states import (
     check_transition,
 )
 from orchestrator.redact import redact
+from orchestrator.store import sqlite
 from orchestrator.store.migrate import upgrade
 from orchestrator.store.schema import ActionRow, HostRow, PoolLockRow, RolloutRow, StepRow
 
@@ -78,20 +76,6 @@ def _is_outage(exc: BaseException) -> bool:
     return not any(words in text for words in _CONFIG_MISTAKES)
 
 
-def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
-    # The driver would open a transaction only at the first write, so a read-then-write (every
-    # compare-and-set here) would read outside it and two processes could both win. We begin each
-    # transaction ourselves, IMMEDIATE: it takes the write lock first, waiting (busy_timeout) rather
-    # than failing with "database is locked" half-way.
-    dbapi_connection.isolation_level = None
-    # WAL lets the CLI read progress while a worker writes; NORMAL sync is durable across process crashes.
-    cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.execute("PRAGMA busy_timeout=30000")
-    cursor.close()
-
-
 def _redact(value: Any) -> Any:
     if isinstance(value, str):
         return redact(value)
@@ -108,22 +92,6 @@ def _redact_parameters(
     """Every value written goes through here: a secret this process read never reaches the database,
     whichever table or column (journal, output tails, reasons, progress) it would have gone to."""
     return statement, _redact(parameters)
-
-
-def private_sqlite_file(url: str) -> None:
-    """SQLite's folder 0700 and files 0600 (the database, -wal, -shm): they hold inventories' hosts,
-    users and the commands run. SQLite gives -wal and -shm the database file's own permissions."""
-    path = make_url(url).database
-    if not path or path == ":memory:" or path.startswith("file:"):
-        return
-    db = Path(path)
-    if not db.parent.exists():
-        db.parent.mkdir(mode=0o700, parents=True)
-    if not db.exists():
-        os.close(os.open(db, os.O_CREAT | os.O_WRONLY, 0o600))
-    for file in (db, db.with_name(db.name + "-wal"), db.with_name(db.name + "-shm")):
-        if file.exists() and file.stat().st_mode & 0o077:
-            file.chmod(0o600)
 
 
 POSTGRES_BOUNDS: dict[str, Any] = {
@@ -146,10 +114,7 @@ def make_engine(url: str) -> Engine:
     if backend not in BACKENDS:
         raise ArgumentError(f"the {backend!r} back end is not supported, only {' and '.join(BACKENDS)}")
     if backend == "sqlite":
-        private_sqlite_file(url)
-        engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
-        event.listen(engine, "connect", _sqlite_pragmas)
-        event.listen(engine, "begin", lambda connection: connection.exec_driver_sql("BEGIN IMMEDIATE"))
+        engine = sqlite.make_engine(url)
     else:
         # A server that never answers must not hang the CLI, a worker or a scrape: bounded connects,
         # statements and lock waits, and TCP that notices a peer gone silent (libpq's own settings).
@@ -203,19 +168,9 @@ class Store:
             raise StoreUnavailable(f"{self.where}: {self._why(exc)}") from exc
 
     def _why(self, exc: BaseException) -> str:
-        """What a user can act on: a SQLite store on a full disk or a read-only filesystem says so."""
         found = _first_line(exc)
-        path = make_url(self.url).database if self.url.startswith("sqlite") else None
-        if path and path != ":memory:":
-            if "full" in found.lower():
-                return f"the disk under the store is full ({found}); free space: hosts hold until then"
-            with contextlib.suppress(OSError):
-                if os.statvfs(Path(path).parent).f_flag & os.ST_RDONLY:
-                    return (
-                        f"the filesystem under the store is read-only ({found}); remount it read-write: "
-                        "every host holds meanwhile"
-                    )
-        return f"the store does not answer: {found}"
+        db = sqlite.path_of(self.url) if self.url.startswith("sqlite") else None
+        return (db and sqlite.why(db, found)) or f"the store does not answer: {found}"
 
     # rollouts
     def create_rollout(self, spec: RolloutSpec, *, stale_after: float = 600.0) -> None:

@@ -6,6 +6,7 @@ loopback farm (HAProxy, an sshd and the app per host), the CLI as a user runs it
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import subprocess
 import time
@@ -13,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import yaml
 
 from orchestrator.lab.loopback import LoopbackFarm
 from orchestrator.model.states import HostState, PauseCause, RolloutState
@@ -109,6 +111,73 @@ def test_ctrl_c_twice_leaves_at_once_and_says_which_server_is_out(farm: Loopback
     assert_end_state(farm, store, rollout_id, {"host1": "2", "host2": "2", "host3": "2"})
 
 
+# Each step of a host's pipeline made to last long enough for a signal to land in it: a sessions probe
+# that takes 1.5 s (draining), a snapshot command that takes 1.5 s, the slow update command, checks that
+# need four passes 500 ms apart; returning lasts HAProxy's two checks 200 ms apart.
+PIPELINE = [H.DRAINING, H.SNAPSHOTTING, H.UPDATING, H.CHECKING, H.RETURNING]
+
+
+def every_step_slow(farm: LoopbackFarm, tmp_path: Path) -> tuple[Path, Path]:
+    book = yaml.safe_load(slow_playbook(tmp_path).read_text())
+    book["drain"] = {"timeout": "30s", "sessions": {"probe": "sleep 1.5 && echo 0", "interval": "200ms"}}
+    book["stabilize"] = {"interval": "500ms", "successes": 4, "timeout": "30s"}
+    playbook = tmp_path / "every-step-slow.yaml"
+    playbook.write_text(yaml.safe_dump(book, sort_keys=False))
+    inventory = yaml.safe_load(farm.inventory.read_text())
+    snapshots = inventory["pools"]["loopback"]["hypervisor"]
+    snapshots["create"] = "sleep 1.5 && " + snapshots["create"]
+    path = farm.inventory.with_name("every-step-slow-inventory.yaml")  # beside it: relative paths hold
+    path.write_text(yaml.safe_dump(inventory, sort_keys=False))
+    return playbook, path
+
+
+@pytest.mark.parametrize("presses", [1, 2], ids=["once", "twice"])
+@pytest.mark.parametrize("at", PIPELINE, ids=[s.value for s in PIPELINE])
+def test_ctrl_c_at_each_step_of_a_pipeline_leaves_nothing_out_unsaid(
+    farm: LoopbackFarm, tmp_path: Path, at: HostState, presses: int
+) -> None:
+    env = fault_env(tmp_path, f"ctrlc-{at.value}-{presses}", broker=False)
+    playbook, inventory = every_step_slow(farm, tmp_path)
+    store = Store(env["ORCH_DATABASE_URL"])
+    with cleanup(env) as procs:
+        run = orchestrator(["run", str(playbook), "-i", str(inventory)], env, tmp_path / "run.log")
+        procs.append(run)
+        rollout_id = the_rollout(store)
+        wait_for(lambda: in_state(store, rollout_id, "host1", at), 60, f"host1 {at.value}", 0.002)
+        run.popen.send_signal(signal.SIGINT)
+        if presses == 2:
+            wait_for(lambda: "Ctrl-C: pausing" in run.output() or None, 10, "the first Ctrl-C's words", 0.01)
+            run.popen.send_signal(signal.SIGINT)
+        code = run.wait(90)
+        output = run.output()
+        out_now = {s.server for s in servers(farm) if not s.in_service}
+        report(f"ctrl-c x{presses} in {at.value}", f"exit {code}; out of the pool after: {sorted(out_now)}")
+        assert code == 130, output
+        assert "Traceback" not in output, output
+        rollout = store.rollout(rollout_id)
+        assert rollout is not None and rollout.state is RolloutState.PAUSED, rollout
+        assert rollout.pause_cause is PauseCause.OPERATOR
+        if presses == 1:
+            assert f"rollout {rollout_id} is paused, every server back in the pool" in output, output
+            states = {h.name: h.state for h in store.hosts(rollout_id)}
+            assert states == {"host1": H.SUCCEEDED, "host2": H.PENDING, "host3": H.PENDING}, states
+            assert not out_now, servers(farm)
+        else:
+            assert f"Ctrl-C again: leaving now; rollout {rollout_id} is paused" in output, output
+            said_out = {
+                line.split(":")[0].strip()
+                for line in output.splitlines()
+                if "OUT of the load balancer pool" in line
+            }
+            # Nothing is out of the pool without the screen saying so; a host caught returning may
+            # already be back, so the screen may name it while HAProxy has it in service.
+            assert out_now <= said_out, (out_now, output)
+            assert said_out - out_now <= ({"host1"} if at is H.RETURNING else set()), (said_out, out_now)
+        done = cli(["resume", rollout_id], env, timeout=180)
+        assert done.returncode == 0, done.stdout + done.stderr
+    assert_end_state(farm, store, rollout_id, {"host1": "2", "host2": "2", "host3": "2"})
+
+
 def pg_ctl(action: str) -> None:
     version = subprocess.run(
         ["ls", "/etc/postgresql"], capture_output=True, text=True, check=True
@@ -179,3 +248,67 @@ def test_a_postgresql_restart_mid_update_costs_a_pause_not_a_server(
         rollout = Store(postgres_url).rollout(rollout_id)
         assert rollout is not None and rollout.state is RolloutState.SUCCEEDED, rollout
     assert_end_state(farm, Store(postgres_url), rollout_id, {"host1": "2", "host2": "2", "host3": "2"})
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 16 MiB tmpfs of the test's own for the SQLite store, unmounted afterwards."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m,mode=0700", "tmpfs", str(mount)], check=True)
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def fill(folder: Path) -> Path:
+    filler = folder / "filler"
+    fd = os.open(filler, os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        while True:
+            os.write(fd, b"\0" * 65536)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+    return filler
+
+
+def test_a_sqlite_store_on_a_full_disk_holds_the_rollout_until_there_is_room(
+    farm: LoopbackFarm, tmp_path: Path, small_disk: Path
+) -> None:
+    """A read-only filesystem cannot be made under an open file (the kernel refuses the remount while
+    a writer holds it): tests/integration/test_sqlite_store.py covers it at the store."""
+    env = {
+        **fault_env(tmp_path, "sqlite-full", broker=False),
+        "ORCH_DATABASE_URL": f"sqlite:///{small_disk / 'orch.db'}",
+        "ORCH_STORE_OUTAGE_BUDGET": "3",
+    }
+    playbook = slow_playbook(tmp_path)
+    store = Store(env["ORCH_DATABASE_URL"])
+    held_for = 8.0  # past the budget: the outage is recorded and the rollout paused for it
+    with cleanup(env) as procs:
+        run = orchestrator(["run", str(playbook), "-i", str(farm.inventory)], env, tmp_path / "run.log")
+        procs.append(run)
+        rollout_id = the_rollout(store)
+        wait_for(lambda: command_running(store, rollout_id, farm.hosts[0]), 60, "host1's slow command", 0.01)
+        filler = fill(small_disk)
+        time.sleep(held_for)
+        during = {s.server: s.in_service for s in servers(farm)}
+        filler.unlink()
+        code = run.wait(180)
+        output = run.output()
+        report("sqlite on a full disk", output[-1500:])
+        assert code == 0, output
+        assert "Traceback" not in output and "database is locked" not in output, output
+        said = [line for line in output.splitlines() if "the disk under the store is full" in line]
+        assert len(said) == 1, output  # one line, not one per retry
+        assert "the store answers again" in output, output
+        # While the store could not be written, host1 held out of the pool and no other host started.
+        assert during == {"host1": False, "host2": True, "host3": True}, during
+        actions = [a[1] for a in store.actions(rollout_id)]
+        assert "store_outage" in actions, actions
+    assert_end_state(farm, store, rollout_id, {"host1": "2", "host2": "2", "host3": "2"})

@@ -122,7 +122,13 @@ def test_libvirtd_stopped_before_the_snapshot_puts_the_vm_back_and_pauses_until_
     with under_load(lab.frontend_url, socket_of(lab)) as figures:
         run = orchestrator(args, env, tmp_path / "run.log")
         try:
-            wait_for(lambda: state_of(store, first) is H.OUT_OF_POOL or None, 60, f"{first} in maint", 0.01)
+            # from draining on, the next libvirt call is the snapshot: stopped now, it cannot exist yet
+            wait_for(
+                lambda: state_of(store, first) in (H.DRAINING, H.OUT_OF_POOL) or None,
+                60,
+                f"{first} draining",
+                0.005,
+            )
             os.kill(pid, signal.SIGSTOP)
             stopped = time.monotonic()
             rollout_id = store.rollouts()[0].id
@@ -137,6 +143,8 @@ def test_libvirtd_stopped_before_the_snapshot_puts_the_vm_back_and_pauses_until_
             paused_after = time.monotonic() - stopped
             assert store.host(rollout_id, first).state is H.PENDING  # back, untouched
             assert all_in_service(lab)
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}\n--- the run so far:\n{run.output()[-4000:]}") from None
         finally:
             os.kill(pid, signal.SIGCONT)
         code, output = finish(run, 300)
@@ -179,6 +187,8 @@ def test_libvirtd_stopped_during_a_revert_holds_the_vm_out_until_it_answers(
             held = store.host(rollout_id, first)
             assert held.state is H.REVERTING and held.progress.blocked_by == "hypervisor", held
             assert not all_in_service(lab)  # the broken VM stays out while it cannot be reverted
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}\n--- the run so far:\n{run.output()[-4000:]}") from None
         finally:
             os.kill(pid, signal.SIGCONT)
         code, output = finish(run, 300)

@@ -85,3 +85,29 @@ def test_an_outage_past_the_budget_is_reported_once_per_rollout() -> None:
     store2.down = 2
     short.rollout("R1")
     assert short.outage_to_report("R1") is None  # within the budget: nothing to pause for
+
+
+class FullDisk:
+    """Reads answer, writes fail: a SQLite store on a full disk."""
+
+    def __init__(self) -> None:
+        self.full = True
+
+    def steps(self, rollout_id: str) -> list[str]:
+        return []
+
+    def save_host(self, rollout_id: str) -> None:
+        if self.full:
+            raise StoreUnavailable("ORCH_DATABASE_URL: the disk under the store is full; free space there")
+
+
+def test_reads_answering_do_not_end_an_outage_only_the_failed_call_succeeding_does() -> None:
+    store, clock = FullDisk(), Clock()
+    wrapped = PatientStore(store, budget=10.0, sleep=clock.sleep, clock=clock)
+    with pytest.raises(StoreUnavailable, match="full"):
+        wrapped.save_host("R1")  # past the budget
+    assert wrapped.steps("R1") == []  # a read answers...
+    assert wrapped.down_for > 10.0 and wrapped.outages == 0  # ...and the outage goes on
+    store.full = False
+    wrapped.save_host("R1")
+    assert wrapped.down_for == 0.0 and wrapped.outages == 1 and wrapped.last_outage > 10.0

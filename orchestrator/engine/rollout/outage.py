@@ -48,6 +48,7 @@ class PatientStore:
         self.outages = 0  # outages lived through: a tick that saw this change must re-check its claim
         self.last_outage = 0.0  # how long the last one lasted, in seconds
         self._reported: set[tuple[str, int]] = set()
+        self._failing: set[str] = set()  # the methods that failed in the current outage
 
     def __getattr__(self, name: str) -> Any:
         attribute = getattr(self._store, name)
@@ -60,34 +61,38 @@ class PatientStore:
                 try:
                     result = attribute(*args, **kwargs)
                 except StoreUnavailable as exc:
-                    if self._down(exc) > self.budget:
+                    if self._down(name, exc) > self.budget:
                         raise
                     self._sleep(_backoff(attempt))
                     attempt += 1
                     continue
-                self._up()
+                self._up(name)
                 return result
 
         return patient
 
-    def _down(self, exc: StoreUnavailable) -> float:
+    def _down(self, name: str, exc: StoreUnavailable) -> float:
         with self._lock:
             now = self._clock()
+            self._failing.add(name)
             if self._down_since is None:
                 self._down_since = now
                 log.warning(
-                    "the store does not answer (%s); every host holds where it is, for up to %gs",
+                    "store unavailable: %s; every host holds where it is, for up to %gs",
                     exc,
                     self.budget,
                 )
             return now - self._down_since
 
-    def _up(self) -> None:
+    def _up(self, name: str) -> None:
+        """The outage ends when a call that failed in it succeeds. Others answering prove less: on a
+        full disk or a read-only filesystem, reads still answer while every write fails."""
         if self._down_since is None:
             return
         with self._lock:
-            if self._down_since is None:
+            if self._down_since is None or name not in self._failing:
                 return
+            self._failing.clear()
             self.last_outage = self._clock() - self._down_since
             self._down_since = None
             self.outages += 1

@@ -29,6 +29,7 @@ class Progress:
     work: float = 0.0  # seconds of the current step's own work (adapter calls and required waits)
     detail: str = ""
     running_step: int = -1  # set, durably, before an update command runs; cleared when it ended
+    run_id: str = ""  # names this start of the running command's exit-status file on the host
     blocked: str = ""  # why the host cannot go on right now (load balancer or hypervisor unreachable)
     blocked_by: str = ""  # the PauseCause value of what blocks it
     blocked_since: float = 0.0

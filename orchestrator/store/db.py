@@ -148,12 +148,14 @@ class Store:
             ) from None
         except (SQLAlchemyError, OSError) as exc:
             if _is_outage(exc):
-                raise StoreUnavailable(
-                    f"{self.where}: the store does not answer ({_first_line(exc)}); try again when it is back"
-                ) from None
+                raise StoreUnavailable(f"{self.where}: {self._why(exc)}; try again when it is back") from None
+            db = sqlite.path_of(url) if url.startswith("sqlite") else None
+            reason = db and sqlite.why(db, _first_line(exc))
             raise ConfigError(
-                f"{self.where}: cannot open the store: {_first_line(exc)}; check the server, the credentials "
-                "and the database name (or the SQLite file's folder and its permissions)"
+                f"{self.where}: cannot open the store: {reason}"
+                if reason
+                else f"{self.where}: cannot open the store: {_first_line(exc)}; check the server, the "
+                "credentials and the database name (or the SQLite file's folder and its permissions)"
             ) from None
         self._session = sessionmaker(self.engine, expire_on_commit=False)
 

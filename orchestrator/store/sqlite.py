@@ -85,7 +85,12 @@ def _room_to_write(folder: Path) -> Any:
 def why(db: Path, found: str) -> str | None:
     """What a user can act on, when the store's file cannot be written: a full disk or a read-only
     filesystem. None when it is neither."""
-    if "full" in found.lower():
+    try:
+        # SQLite says "disk I/O error" when the full disk is met creating its -wal or -shm file
+        full = "full" in found.lower() or free_bytes(db.parent) < RESERVE
+    except OSError:
+        full = False
+    if full:
         return f"the disk under the store is full ({found}); free space there"
     if "i/o error" in found.lower():
         # what a filesystem the kernel turned read-only after an error looks like (ext4 emergency_ro)

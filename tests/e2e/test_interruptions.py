@@ -21,11 +21,14 @@ from orchestrator.model.states import HostState, PauseCause, RolloutState
 from orchestrator.store.db import Store
 from tests.e2e.fault_helpers import (
     all_up,
+    applied_lines,
     assert_end_state,
     cleanup,
     cli,
     command_running,
     fault_env,
+    journal_of,
+    journal_text,
     orchestrator,
     report,
     servers,
@@ -311,4 +314,9 @@ def test_a_sqlite_store_on_a_full_disk_holds_the_rollout_until_there_is_room(
         assert during == {"host1": False, "host2": True, "host3": True}, during
         actions = [a[1] for a in store.actions(rollout_id)]
         assert "store_outage" in actions, actions
+    # host1's command ended while nothing could be written: its exit status, read back from the host,
+    # counts; the update goes on from the next step instead of reverting and running it again.
+    journal = journal_of(store, rollout_id, "host1")
+    assert [s.outcome for s in journal if s.step == "update[0]"] == ["ok"], journal_text(journal)
+    assert [applied_lines(h) for h in farm.hosts] == [1, 1, 1]
     assert_end_state(farm, store, rollout_id, {"host1": "2", "host2": "2", "host3": "2"})

@@ -12,6 +12,7 @@ import multiprocessing
 import os
 import sqlite3
 import subprocess
+import sys
 import traceback
 from collections.abc import Iterator
 from pathlib import Path
@@ -209,3 +210,35 @@ def test_a_filesystem_the_kernel_turned_read_only_after_an_error_is_one_line(
     line = str(raised.value)
     assert "\n" not in line and "the disk under the store fails" in line and "read-only" in line, line
     store.engine.dispose()
+
+
+def history(url: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "orchestrator", "history"],
+        env={**os.environ, "ORCH_DATABASE_URL": url},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_the_cli_on_a_full_or_read_only_disk_is_one_line_naming_it(tiny_disk: Path) -> None:
+    url = f"sqlite:///{tiny_disk / 'store.db'}"
+    assert history(url).returncode == 0
+    filler = fill(tiny_disk)
+    full = history(url)
+    assert full.returncode == 3 and full.stdout == "", full
+    assert full.stderr.count("\n") == 1 and "the disk under the store is full" in full.stderr, full.stderr
+    filler.unlink()
+    subprocess.run(["mount", "-o", "remount,ro", str(tiny_disk)], check=True)
+    try:
+        read_only = history(url)
+    finally:
+        subprocess.run(["mount", "-o", "remount,rw", str(tiny_disk)], check=True)
+    if read_only.returncode == 0:  # SQLite could read without its -shm file: reads answer, as they may
+        assert read_only.stderr == "" and "rollout" in read_only.stdout.lower(), read_only
+        return
+    assert read_only.returncode in (2, 3) and read_only.stdout == "", read_only
+    assert read_only.stderr.count("\n") == 1, read_only.stderr
+    assert "the filesystem under the store is read-only" in read_only.stderr, read_only.stderr

@@ -111,3 +111,15 @@ def test_reads_answering_do_not_end_an_outage_only_the_failed_call_succeeding_do
     store.full = False
     wrapped.save_host("R1")
     assert wrapped.down_for == 0.0 and wrapped.outages == 1 and wrapped.last_outage > 10.0
+
+
+def test_each_tick_says_once_per_outage_that_it_went_past_the_budget() -> None:
+    wrapped, store, _clock = patient(budget=10.0)
+    store.down = 10**6
+    with pytest.raises(StoreUnavailable):
+        wrapped.rollout("R1")
+    assert [wrapped.first_overrun("R1/web1") for _ in range(3)] == [True, False, False]
+    assert wrapped.first_overrun("R1/web2")
+    store.down = 0
+    wrapped.rollout("R1")  # the outage ends: the next one is said again
+    assert wrapped.first_overrun("R1/web1")

@@ -5,6 +5,7 @@ A fake clock moves by every delay the pipeline asks for; nothing sleeps.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,7 +46,11 @@ def test_happy_path_drains_snapshots_updates_checks_returns_and_keeps_the_snapsh
     assert r.remotes.uploads == [(W, Path("/a/app.tgz"), "/tmp/a", None)]
     # Run under a marker shell whose process group can be stopped if the command is ever cut off.
     pidfile = remote_commands.pid_file("R1", W, 1)
-    assert r.remotes.commands == [(W, remote_commands.wrap("/opt/app/bin/install /tmp/a", pidfile))]
+    [(host, command)] = r.remotes.commands
+    run_id = re.search(r"update1-([0-9a-f]{12})\.rc", command)
+    assert run_id, command
+    status = remote_commands.result_file("R1", W, 1, run_id.group(1))
+    assert (host, command) == (W, remote_commands.wrap("/opt/app/bin/install /tmp/a", pidfile, status))
     assert r.checks.probes == ["http new"] * 3  # stabilize_successes
     assert r.remotes.discarded == []
     assert r.journal.outcomes() == [
@@ -422,6 +427,46 @@ def test_update_interrupted_mid_command_is_reverted_and_applied_again_once() -> 
     assert ("update[1]", "interrupted") in r.journal.outcomes()
 
 
+def _ended_while_away(exit_code: int, snapshot_memory: bool) -> tuple[Rig, HostState, Progress]:
+    """update[0] of two ended on its own while nobody could record it (its worker died after it, or the
+    store stopped answering): the host's status file holds its exit code."""
+    r = rig(rollout_spec(snapshot_memory=snapshot_memory))
+    r.snaps.create(r.host.domain, "orch-R1", memory=snapshot_memory)
+    r.snaps.calls.clear()
+    r.remotes.stdout["update0-abc.rc"] = f"ended with exit {exit_code}"
+    open_row = r.journal.step_started(r.host.name, "update[0]", "")
+    stored = Progress(snapshot="orch-R1", step_index=0, running_step=0, run_id="abc", journal_id=open_row)
+    state, progress = r.drive(S.UPDATING, stored)
+    return r, state, progress
+
+
+@pytest.mark.parametrize("snapshot_memory", [False, True])
+def test_a_command_that_ended_unrecorded_with_exit_0_counts_and_the_update_goes_on(
+    snapshot_memory: bool,
+) -> None:
+    r, state, _ = _ended_while_away(0, snapshot_memory)
+    assert state is S.SUCCEEDED
+    assert r.snaps.calls == []  # no revert: what the command did stands
+    outcomes = r.journal.outcomes()
+    assert outcomes[:2] == [("update[0]", "ok"), ("update[1]", "ok")], outcomes
+    assert "read from the host" in r.journal.steps[0].detail, r.journal.steps[0]
+    ran = [c for _, c in r.remotes.commands]
+    assert not any("update0-" in c and "sh -c" in c for c in ran), "update[0] ran again"
+    assert any("/opt/app/bin/install" in c for c in ran)  # update[1] ran, once
+
+
+@pytest.mark.parametrize("snapshot_memory", [False, True])
+def test_a_command_that_ended_unrecorded_with_a_failure_fails_the_host_as_it_would_have(
+    snapshot_memory: bool,
+) -> None:
+    r, state, progress = _ended_while_away(3, snapshot_memory)
+    assert state is S.ROLLED_BACK, progress.error
+    assert "exited 3" in progress.error and "read from the host" in progress.error, progress.error
+    assert r.snaps.calls[0][0] == "revert"
+    assert ("update[0]", "failed") in r.journal.outcomes()
+    assert not any("/opt/app/bin/install" in c for _, c in r.remotes.commands), "update[1] must not run"
+
+
 def test_resume_from_persisted_progress_does_not_repeat_actions() -> None:
     """A Celery task stores (state, progress as JSON) and a later task, maybe on another worker, goes on."""
     r = rig()
@@ -460,9 +505,8 @@ def test_a_timed_out_command_is_stopped_over_a_fresh_connection() -> None:
     r.remotes.outcomes["install"] = "timeout"
     state, _ = r.drive()
     assert state is S.ROLLED_BACK
-    stop = remote_commands.stop_script(remote_commands.pid_file("R1", W, 1))
     ran = [c for _, c in r.remotes.commands]
-    assert stop in ran
+    assert any(_stops(c, remote_commands.pid_file("R1", W, 1)) for c in ran), ran
 
 
 def test_a_memory_revert_never_waits_on_the_guest_to_stop_a_command() -> None:
@@ -472,15 +516,19 @@ def test_a_memory_revert_never_waits_on_the_guest_to_stop_a_command() -> None:
     r.remotes.outcomes["install"] = "timeout"
     state, _ = r.drive()
     assert state is S.ROLLED_BACK
-    stop = remote_commands.stop_script(remote_commands.pid_file("R1", W, 1))
-    assert stop not in [c for _, c in r.remotes.commands]
+    ran = [c for _, c in r.remotes.commands]
+    assert not any(_stops(c, remote_commands.pid_file("R1", W, 1)) for c in ran), ran
     assert r.snaps.calls == [CREATE, REVERT]
 
 
+def _stops(command: str, pidfile: str) -> bool:
+    return pidfile in command and "kill -s TERM" in command
+
+
 def test_the_stop_script_only_kills_a_group_that_still_carries_the_marker() -> None:
-    script = remote_commands.stop_script("/tmp/orchestrator-R1-web1-update1.pid")
-    assert "grep -qF" in script and "/proc/" in script
-    assert "kill -TERM -- -" in script and "kill -KILL -- -" in script
+    script = remote_commands.stop_script("/tmp/orchestrator-R1-web1-update1.pid", "/tmp/x.rc")
+    assert "grep -qF" in script and "tr" in script and "/proc/" in script
+    assert "kill -s TERM -- -" in script and "kill -s KILL -- -" in script
 
 
 def test_the_orchestrators_own_stall_does_not_count_against_the_checks() -> None:

@@ -78,9 +78,16 @@ def tick(
     fail the rollout: the host holds where it is and the tick comes back later."""
     try:
         _tick(store, runtime, scheduler, rollout_id, host, token, owner)
-    except StoreUnavailable as exc:
-        log.warning(
-            "tick of %s/%s: %s; %s holds where it is, again in %gs", rollout_id, host, exc, host, OUTAGE_RETRY
+    except StoreUnavailable:
+        # The reason was said when the outage began (PatientStore): say once that it outlasted the budget.
+        first = getattr(store, "first_overrun", lambda _: True)(f"{rollout_id}/{host}")
+        log.log(
+            logging.WARNING if first else logging.DEBUG,
+            "%s: the store still does not answer, past its outage budget; %s holds where it is, "
+            "looking again every %gs",
+            rollout_id,
+            host,
+            OUTAGE_RETRY,
         )
         scheduler.send_tick(rollout_id, host, token, OUTAGE_RETRY)
     except Superseded as exc:

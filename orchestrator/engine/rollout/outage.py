@@ -49,6 +49,7 @@ class PatientStore:
         self.last_outage = 0.0  # how long the last one lasted, in seconds
         self._reported: set[tuple[str, int]] = set()
         self._failing: set[str] = set()  # the methods that failed in the current outage
+        self._overruns: set[str] = set()  # who said, in the current outage, that it went past the budget
 
     def __getattr__(self, name: str) -> Any:
         attribute = getattr(self._store, name)
@@ -93,10 +94,20 @@ class PatientStore:
             if self._down_since is None or name not in self._failing:
                 return
             self._failing.clear()
+            self._overruns.clear()
             self.last_outage = self._clock() - self._down_since
             self._down_since = None
             self.outages += 1
         log.warning("the store answers again after %.1fs", self.last_outage)
+
+    def first_overrun(self, who: str) -> bool:
+        """True the first time ``who`` finds the current outage past its budget: one line each, not one
+        per retry."""
+        with self._lock:
+            if who in self._overruns:
+                return False
+            self._overruns.add(who)
+            return True
 
     def outage_to_report(self, rollout_id: str) -> float | None:
         """The last outage's length if it went past the budget and this rollout has not recorded it."""

@@ -14,7 +14,7 @@ import click
 from rich.table import Table
 from rich.text import Text
 
-from orchestrator.config import load_settings
+from orchestrator import context
 from orchestrator.display import printable
 from orchestrator.errors import InputError, OrchestratorError
 from orchestrator.terminal import console, host_list
@@ -55,7 +55,6 @@ def schedule(
     """Start a rollout later. The playbook and inventory are checked now, and again when it starts."""
     from orchestrator.app.submit import load_spec
     from orchestrator.schedule import in_utc, in_zone, parse_at
-    from orchestrator.store.db import Store
     from orchestrator.store.schedules import add_schedule
 
     if (at_text is None) == (not next_window):
@@ -88,7 +87,7 @@ def schedule(
         if at.year > current.year + 100:  # window arithmetic near year 9999 overflows; no need to go there
             raise InputError("--at", f"{at_text!r} is more than a hundred years ahead", "a nearer time")
 
-    store = Store(load_settings().database_url)
+    store = context.build().store
     row = add_schedule(
         store,
         playbook,
@@ -118,10 +117,9 @@ def schedule(
 def schedules(limit: int) -> None:
     """Scheduled rollouts (the newest), soonest first: when, state, and the rollout each started."""
     from orchestrator.schedule import in_utc, in_zone
-    from orchestrator.store.db import Store
     from orchestrator.store.schedules import list_schedules
 
-    rows = list_schedules(Store(load_settings().database_url), limit=limit)
+    rows = list_schedules(context.build().store, limit=limit)
     if not rows:
         console.print("nothing scheduled (see `orchestrator schedule --help`)")
         return
@@ -151,10 +149,9 @@ def schedules(limit: int) -> None:
 @click.option("--as", "actor", default=None, help="Who cancels it (recorded); defaults to the login name.")
 def unschedule(schedule_id: int, actor: str | None) -> None:
     """Cancel a schedule that has not started yet."""
-    from orchestrator.store.db import Store
     from orchestrator.store.schedules import cancel_schedule
 
-    row = cancel_schedule(Store(load_settings().database_url), schedule_id, _actor(actor))
+    row = cancel_schedule(context.build().store, schedule_id, _actor(actor))
     console.print(printable(f"schedule {row.id} cancelled ({row.detail})"))
 
 

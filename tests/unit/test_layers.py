@@ -143,3 +143,15 @@ def test_engine_and_application_modules_stay_small(package: str) -> None:
         if (n := len(p.read_text().splitlines())) > 300
     }
     assert big == {}
+
+
+def test_only_the_composition_root_and_the_store_open_a_store() -> None:
+    """``Store(...)`` runs the migrations: one place builds it (context), besides the store package."""
+    openers = sorted(
+        name
+        for name, path in MODULES.items()
+        if not under(name, f"{PKG}.store", f"{PKG}.context")
+        for node in ast.walk(ast.parse(path.read_text()))
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "Store"
+    )
+    assert openers == []

@@ -51,11 +51,13 @@ def follow(
     interval: float = 0.1,
     interruption: Interruption | None = None,
     on_interrupt: Callable[[], str] | None = None,
+    on_store_back: Callable[[float], None] | None = None,
 ) -> Outcome:
     """Print each step as it ends, and each change of the rollout's state, until it is over. A store
     that stops answering is one line when it goes and one when it is back: the rollout holds meanwhile.
     Once ``interruption`` is requested, ``on_interrupt`` (pausing the rollout) runs and its words are
-    printed; the follow ends as soon as no host is in flight any more."""
+    printed; the follow ends as soon as no host is in flight any more. ``on_store_back`` hears how long
+    an outage that this follow saw lasted, once the store answers again (to journal it)."""
     shown: set[int] = set()
     interrupted = False
     last_state: tuple[RolloutState, str] | None = None
@@ -71,8 +73,11 @@ def follow(
             time.sleep(max(interval, 0.5))
             continue
         if down_since is not None:
-            emit(f"  the store answers again after {time.monotonic() - down_since:.1f}s")
+            lasted = time.monotonic() - down_since
+            emit(f"  the store answers again after {lasted:.1f}s")
             down_since = None
+            if on_store_back is not None:
+                on_store_back(lasted)
         assert rollout is not None
         for step in steps:
             if step.ended_at is not None and step.id not in shown:

@@ -25,7 +25,7 @@ from orchestrator.context import Context
 from orchestrator.display import printable
 from orchestrator.engine.rollout import operations
 from orchestrator.engine.rollout.recovery import reconcile_forever
-from orchestrator.errors import RolloutRefused
+from orchestrator.errors import RolloutRefused, StoreUnavailable
 from orchestrator.model.spec import RolloutSpec
 from orchestrator.redact import install_log_redaction
 from orchestrator.schedule import due_rollouts
@@ -159,8 +159,26 @@ def _follow(ctx: Context, rollout_id: str, emit: Emit, interrupts: Interrupts) -
             "this process exits. Ctrl-C again to leave at once"
         )
 
+    def journal_outage(lasted: float) -> None:
+        # The engine journals the outages its ticks waited out; one that fell between its calls is
+        # seen only here, and belongs in the journal all the same. A store gone again loses this line.
+        with contextlib.suppress(StoreUnavailable):
+            ctx.store.record_action(
+                rollout_id,
+                "store_outage",
+                "orchestrator",
+                f"the store did not answer `orchestrator run` for {lasted:.1f}s while it followed",
+            )
+
     try:
-        return follow(ctx.store, rollout_id, emit, interruption=interrupts, on_interrupt=pause_for_it)
+        return follow(
+            ctx.store,
+            rollout_id,
+            emit,
+            interruption=interrupts,
+            on_interrupt=pause_for_it,
+            on_store_back=journal_outage,
+        )
     except LeftAtOnce:
         if not ctx.settings.in_process:
             emit(

@@ -225,32 +225,92 @@ def postgres_url() -> Iterator[str]:
         admin.dispose()
 
 
+def moment_reached(store: Store, rollout_id: str, farm: LoopbackFarm, at: HostState) -> bool:
+    """host1 is at ``at``: for the update, its slow command visibly runs on the host."""
+    if at is H.UPDATING:
+        return command_running(store, rollout_id, farm.hosts[0])
+    return in_state(store, rollout_id, "host1", at)
+
+
+def host1_journal_closed(store: Store, rollout_id: str) -> None:
+    """Every step of host1 ended (none left `running`), each once, and the outage is in the journal."""
+    journal = journal_of(store, rollout_id, "host1")
+    assert all(s.outcome == "ok" for s in journal), journal_text(journal)
+    steps = [s.step for s in journal]
+    assert len(steps) == len(set(steps)), journal_text(journal)  # no step ran twice
+
+
 @pytest.mark.parametrize("broker", [False, True], ids=["in-process", "worker over RabbitMQ"])
-def test_a_postgresql_restart_mid_update_costs_a_pause_not_a_server(
-    farm: LoopbackFarm, tmp_path: Path, postgres_url: str, broker: bool
+@pytest.mark.parametrize(
+    "at", [H.DRAINING, H.UPDATING, H.CHECKING], ids=["mid-drain", "mid-update", "mid-check"]
+)
+def test_a_postgresql_restart_costs_a_pause_not_a_server(
+    farm: LoopbackFarm, tmp_path: Path, postgres_url: str, broker: bool, at: HostState
 ) -> None:
     env = {**fault_env(tmp_path, "pgrestart", broker=broker), "ORCH_DATABASE_URL": postgres_url}
-    playbook = slow_playbook(tmp_path)
+    playbook, inventory = every_step_slow(farm, tmp_path)
     store = Store(postgres_url)
     with cleanup(env) as procs:
         if broker:
             procs.append(worker(env, tmp_path / "worker.log"))
-        run = orchestrator(["run", str(playbook), "-i", str(farm.inventory)], env, tmp_path / "run.log")
+        run = orchestrator(["run", str(playbook), "-i", str(inventory)], env, tmp_path / "run.log")
         procs.append(run)
         rollout_id = the_rollout(store, timeout=60)
-        wait_for(lambda: command_running(store, rollout_id, farm.hosts[0]), 60, "host1's slow command", 0.01)
+        wait_for(lambda: moment_reached(store, rollout_id, farm, at), 60, f"host1 {at.value}", 0.01)
         started = time.monotonic()
         pg_ctl("restart")
-        report("postgresql restarted", f"in {time.monotonic() - started:.1f}s, during host1's update")
+        report("postgresql restarted", f"in {time.monotonic() - started:.1f}s, host1 {at.value}")
         code = run.wait(180)
         output = run.output()
         report("run output", output[-2000:])
         assert code == 0, output
         assert "Traceback" not in output
-        assert "the store does not answer" in output and "the store answers again" in output, output
-        rollout = Store(postgres_url).rollout(rollout_id)
+        after = Store(postgres_url)
+        rollout = after.rollout(rollout_id)
         assert rollout is not None and rollout.state is RolloutState.SUCCEEDED, rollout
+        host1_journal_closed(after, rollout_id)
+        outages = [a for a in after.actions(rollout_id) if a[1] == "store_outage"]
+        report("journal", "\n".join(str(a) for a in outages))
+        assert outages, "the outage is not in the journal"
     assert_end_state(farm, Store(postgres_url), rollout_id, {"host1": "2", "host2": "2", "host3": "2"})
+
+
+def test_postgresql_stopped_past_the_budget_pauses_the_rollout_then_it_goes_on(
+    farm: LoopbackFarm, tmp_path: Path, postgres_url: str
+) -> None:
+    env = {
+        **fault_env(tmp_path, "pgstop", broker=False),
+        "ORCH_DATABASE_URL": postgres_url,
+        "ORCH_STORE_OUTAGE_BUDGET": "3",
+    }
+    playbook = slow_playbook(tmp_path)
+    store = Store(postgres_url)
+    with cleanup(env) as procs:
+        run = orchestrator(["run", str(playbook), "-i", str(farm.inventory)], env, tmp_path / "run.log")
+        procs.append(run)
+        rollout_id = the_rollout(store, timeout=60)
+        wait_for(lambda: command_running(store, rollout_id, farm.hosts[0]), 60, "host1's slow command", 0.01)
+        pg_ctl("stop")
+        stopped = time.monotonic()
+        try:
+            time.sleep(8.0)  # the fault itself: past the 3 s budget
+            during = {s.server: s.in_service for s in servers(farm)}
+        finally:
+            pg_ctl("start")
+        report("postgresql stopped", f"for {time.monotonic() - stopped:.1f}s during host1's update")
+        code = run.wait(180)
+        output = run.output()
+        report("run output", output[-2000:])
+    assert code == 0, output
+    assert "Traceback" not in output, output
+    assert "the store does not answer" in output and "the store answers again" in output, output
+    assert "PAUSED: the store did not answer" in output and "running again" in output, output
+    # While the store was gone, host1 held out of the pool and no other host started.
+    assert during == {"host1": False, "host2": True, "host3": True}, during
+    after = Store(postgres_url)
+    assert "store_outage" in [a[1] for a in after.actions(rollout_id)]
+    host1_journal_closed(after, rollout_id)
+    assert_end_state(farm, after, rollout_id, {"host1": "2", "host2": "2", "host3": "2"})
 
 
 @pytest.fixture

@@ -70,7 +70,7 @@ def test_the_budget_counts_from_the_outage_not_per_call() -> None:
     assert wrapped.outages == 1 and wrapped.down_for == 0.0
 
 
-def test_an_outage_past_the_budget_is_reported_once_per_rollout() -> None:
+def test_every_outage_is_reported_once_per_rollout() -> None:
     wrapped, store, _clock = patient(budget=10.0)
     store.down = 10**6
     with pytest.raises(StoreUnavailable):
@@ -84,7 +84,12 @@ def test_an_outage_past_the_budget_is_reported_once_per_rollout() -> None:
     short, store2, _ = patient(budget=60.0)
     store2.down = 2
     short.rollout("R1")
-    assert short.outage_to_report("R1") is None  # within the budget: nothing to pause for
+    within = short.outage_to_report("R1")  # within the budget: recorded all the same (no pause)
+    assert within is not None and within <= 60.0
+    assert short.outage_to_report("R1") is None
+    fresh, _store3, _ = patient(budget=60.0)
+    fresh.rollout("R1")
+    assert fresh.outage_to_report("R1") is None  # no outage, nothing to record
 
 
 class FullDisk:

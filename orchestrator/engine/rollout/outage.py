@@ -4,10 +4,11 @@ call waits with backoff, within an outage budget, instead of failing the rollout
 While a call waits, the tick that made it holds its host where it is: no step begins whose result
 could not be recorded (each step's state is saved before its action), and a step in flight finishes and
 its result is recorded once the store answers. Past the budget the call raises StoreUnavailable; the
-coordinator then re-sends the tick through the broker (the host still holds) and, once the store
-answers again, records the outage and pauses the rollout for it (PauseCause.STORE) until a host goes
-on. Each outage is counted, so a tick that lived through one re-checks its claim on the host before
-acting again: another worker may have taken over meanwhile.
+coordinator then re-sends the tick through the broker (the host still holds). Once the store answers
+again, the coordinator records every outage in the journal, and one past the budget also pauses the
+rollout for it (PauseCause.STORE) until a host goes on. Each outage is counted, so a tick that lived
+through one re-checks its claim on the host before acting again: another worker may have taken over
+meanwhile.
 """
 
 from __future__ import annotations
@@ -110,9 +111,10 @@ class PatientStore:
             return True
 
     def outage_to_report(self, rollout_id: str) -> float | None:
-        """The last outage's length if it went past the budget and this rollout has not recorded it."""
+        """The last outage's length if this rollout has not recorded it yet (a short one too: the
+        journal shows every outage a host held through, not only those that paused the rollout)."""
         with self._lock:
-            if self.last_outage <= self.budget or (rollout_id, self.outages) in self._reported:
+            if self.outages == 0 or (rollout_id, self.outages) in self._reported:
                 return None
             self._reported.add((rollout_id, self.outages))
             return self.last_outage

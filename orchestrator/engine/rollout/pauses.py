@@ -5,7 +5,8 @@ paused for a cause of its own, and the pause lifted when the cause goes away.
   the rollout, its next good tick lifts the pause;
 - the window closed, the hypervisor not answering before a snapshot: the gate holds a host with that
   cause, and a host passing the gate lifts it;
-- the store gone past its outage budget: recorded once it answers again, and lifted by the next tick.
+- the store gone: every outage recorded once it answers again; one past its budget also pauses the
+  rollout, and the next tick of a host that goes on lifts the pause.
 """
 
 from __future__ import annotations
@@ -36,18 +37,20 @@ def hypervisor_down(adapters: Adapters, host: HostSpec) -> str | None:
 
 
 def record_outage(store: RolloutStore, rollout_id: str) -> None:
-    """Once the store answers again after an outage past its budget: say so, and pause the rollout for
-    it (the next tick of a host that goes on lifts the pause)."""
+    """Once the store answers again after an outage: record it in the journal; past its budget, also
+    pause the rollout for it (the next tick of a host that goes on lifts the pause)."""
     if not isinstance(store, PatientStore):
         return
     lasted = store.outage_to_report(rollout_id)
     if lasted is None:
         return
     why = (
-        f"the store did not answer for {lasted:.0f}s (outage budget {store.budget:g}s); every host held "
+        f"the store did not answer for {lasted:.1f}s (outage budget {store.budget:g}s); every host held "
         "where it was"
     )
     store.record_action(rollout_id, "store_outage", "orchestrator", why)
+    if lasted <= store.budget:
+        return
     store.transition_rollout(
         rollout_id, RolloutState.PAUSED, reason=why, cause=PauseCause.STORE, only_from=RUNNING_ONLY
     )

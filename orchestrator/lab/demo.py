@@ -15,6 +15,7 @@ from rich.text import Text
 from orchestrator import context
 from orchestrator.app.submit import load_spec, new_rollout_id
 from orchestrator.config import load_settings
+from orchestrator.display import printable
 from orchestrator.lab.measure import Measured, naive_update, under_load
 from orchestrator.model.records import HostStatus, Rollout, Step
 from orchestrator.report import summary
@@ -92,6 +93,21 @@ def figures_table(acts: list[Act], pool_size: int) -> Table:
     return table
 
 
+def failure_lines(act: Act, most: int = 5) -> list[str]:
+    """What the clients saw fail during a rollout, first ones first: an error alone says where to look."""
+    failures = act.measured.load.failures()
+    if not failures:
+        return []
+    first = act.measured.load.requests[0].started
+    lines = [f"{act.title}: {len(failures)} failed client requests:"]
+    for request in failures[:most]:
+        what = request.error or request.status
+        lines.append(printable(f"  +{request.started - first:.2f}s ({request.phase}) {what}"))
+    if len(failures) > most:
+        lines.append(f"  ... and {len(failures) - most} more")
+    return lines
+
+
 def run_demo(console: Console, target: Target, pool_size: int, reset: Callable[[], None]) -> int:
     """The three acts; ``reset`` puts every host back on v1 before the control."""
     acts = [
@@ -102,6 +118,9 @@ def run_demo(console: Console, target: Target, pool_size: int, reset: Callable[[
     acts.append(_control(console, target, "3. negative control: v1 -> v2 WITHOUT draining", "no drain"))
     console.rule("summary")
     console.print(figures_table(acts, pool_size))
+    for act in acts[:2]:
+        for line in failure_lines(act):
+            console.print(line, markup=False, soft_wrap=True)
     ok = acts[0].measured.load.failed == 0 and acts[1].measured.load.failed == 0
     seen = acts[2].measured.load.failed > 0
     verdict = Text("the measurement can see downtime") if seen else Text("none seen: this proves less", "red")

@@ -155,3 +155,42 @@ def test_only_the_composition_root_and_the_store_open_a_store() -> None:
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "Store"
     )
     assert openers == []
+
+
+def _named(node: ast.expr, *names: str) -> bool:
+    """``node`` is a plain name or an attribute called one of ``names`` (``progress``, ``x.progress``)."""
+    return (isinstance(node, ast.Name) and node.id in names) or (
+        isinstance(node, ast.Attribute) and node.attr in names
+    )
+
+
+def test_only_the_progress_module_reads_progress_keys() -> None:
+    """The stored progress is typed in ``model.progress``; nobody else indexes it or calls .get on it."""
+    readers = sorted(
+        name
+        for name, path in MODULES.items()
+        if name != f"{PKG}.model.progress"
+        for node in ast.walk(ast.parse(path.read_text()))
+        if (isinstance(node, ast.Subscript) and _named(node.value, "progress"))
+        or (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+            and node.func.attr == "get"
+            and _named(node.func.value, "progress")
+        )
+    )
+    assert readers == []
+
+
+def test_no_code_reads_meaning_from_a_reason_text() -> None:
+    """Why a rollout is paused is ``pause_cause``: rewording a message must never change behaviour."""
+    readers = sorted(
+        name
+        for name, path in MODULES.items()
+        for node in ast.walk(ast.parse(path.read_text()))
+        if isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Attribute)
+        and node.func.attr in ("startswith", "endswith")
+        and _named(node.func.value, "reason", "detail", "why")
+    )
+    assert readers == []

@@ -22,7 +22,7 @@ import pytest
 from orchestrator.lab.loopback import LoopbackFarm
 from orchestrator.model.states import HostState, RolloutState
 from orchestrator.store.db import Store
-from tests.e2e.fault_helpers import (
+from tests.e2e.helpers import (
     APPLIED_LOG,
     PLAYBOOKS,
     Proc,
@@ -32,16 +32,16 @@ from tests.e2e.fault_helpers import (
     cleanup,
     cli,
     command_running,
-    fault_env,
     journal_of,
     journal_text,
-    orchestrator,
+    orch_env,
     rabbitmq_start,
     rabbitmq_stop,
     report,
     servers,
     slow_playbook,
     sshd_connection_pids,
+    start_run,
     the_rollout,
     wait_for,
     worker,
@@ -100,15 +100,15 @@ class Fault:
 
 def kill_worker_mid_command(farm: LoopbackFarm, tmp_path: Path, playbook: Path) -> Fault:
     """SIGKILL the worker while host2's update[0] runs, then start another worker; wait for `run`."""
-    env = fault_env(tmp_path, "kill-worker", broker=True)
+    env = orch_env(tmp_path, "kill-worker", broker=True, reconcile_after=2)
     store = Store(env["ORCH_DATABASE_URL"])
     host2 = farm.hosts[1]
     with cleanup(env) as procs:
         first = worker(env, tmp_path / "worker1.log")
         procs.append(first)
-        run = orchestrator(run_args(playbook, farm), env, tmp_path / "run.log")
+        run = start_run(playbook, farm.inventory, env, tmp_path / "run.log")
         procs.append(run)
-        rollout_id = the_rollout(store)
+        rollout_id = the_rollout(store).id
         wait_for(lambda: command_running(store, rollout_id, host2), 40, "host2's update[0] to run")
         killed = time.time()
         first.kill()
@@ -168,16 +168,16 @@ def test_interrupted_command_does_not_finish_on_top_of_the_reapplied_update(
 
 
 def test_rabbitmq_restarted_mid_rollout(farm: LoopbackFarm, tmp_path: Path) -> None:
-    env = fault_env(tmp_path, "rabbitmq", broker=True)
+    env = orch_env(tmp_path, "rabbitmq", broker=True, reconcile_after=2)
     store = Store(env["ORCH_DATABASE_URL"])
     playbook = slow_playbook(tmp_path)
     host2 = farm.hosts[1]
     with cleanup(env) as procs:
         first = worker(env, tmp_path / "worker1.log")
         procs.append(first)
-        run = orchestrator(run_args(playbook, farm), env, tmp_path / "run.log")
+        run = start_run(playbook, farm.inventory, env, tmp_path / "run.log")
         procs.append(run)
-        rollout_id = the_rollout(store)
+        rollout_id = the_rollout(store).id
         wait_for(lambda: command_running(store, rollout_id, host2), 40, "host2's update[0] to run")
         try:
             stopped = time.time()
@@ -220,16 +220,16 @@ def test_rabbitmq_restarted_mid_rollout(farm: LoopbackFarm, tmp_path: Path) -> N
 def drop_ssh_mid_command(farm: LoopbackFarm, tmp_path: Path, playbook: Path) -> Fault:
     """Kill host2's sshd connection processes while its update[0] runs (the command itself is left
     running, as a network drop leaves it); wait for `run`."""
-    env = fault_env(tmp_path, "ssh-drop", broker=True)
+    env = orch_env(tmp_path, "ssh-drop", broker=True, reconcile_after=2)
     store = Store(env["ORCH_DATABASE_URL"])
     host2 = farm.hosts[1]
     sshd = farm._sshds[1]
     assert sshd.address == host2.address
     with cleanup(env) as procs:
         procs.append(worker(env, tmp_path / "worker.log"))
-        run = orchestrator(run_args(playbook, farm), env, tmp_path / "run.log")
+        run = start_run(playbook, farm.inventory, env, tmp_path / "run.log")
         procs.append(run)
-        rollout_id = the_rollout(store)
+        rollout_id = the_rollout(store).id
         wait_for(lambda: command_running(store, rollout_id, host2), 40, "host2's update[0] to run")
         dropped = time.time()
         sessions = sshd_connection_pids(sshd.session_pids())
@@ -305,7 +305,7 @@ def test_command_cut_off_by_a_dropped_connection_does_not_finish_after_the_rever
 def test_haproxy_socket_unreachable_at_start_refuses_and_changes_nothing(
     farm: LoopbackFarm, tmp_path: Path
 ) -> None:
-    env = fault_env(tmp_path, "socket-at-start", broker=False)
+    env = orch_env(tmp_path, "socket-at-start", broker=False, reconcile_after=2)
     store = Store(env["ORCH_DATABASE_URL"])
     playbook = PLAYBOOKS / "loopback-v2.yaml"
     sock = farm.haproxy.socket_path
@@ -338,7 +338,7 @@ def test_haproxy_socket_unreachable_at_start_refuses_and_changes_nothing(
         f"a later run: exit {later.returncode} in {time.monotonic() - started:.2f}s",
     )
     assert later.returncode == 0, later.stdout + later.stderr
-    assert_end_state(farm, store, the_rollout(store), {h.name: "2" for h in farm.hosts})
+    assert_end_state(farm, store, the_rollout(store).id, {h.name: "2" for h in farm.hosts})
 
 
 def _host_row(status_output: str, host: str, state: HostState) -> bool:
@@ -348,7 +348,7 @@ def _host_row(status_output: str, host: str, state: HostState) -> bool:
 def test_haproxy_socket_unreachable_mid_rollout_pauses_then_completes(
     farm: LoopbackFarm, tmp_path: Path
 ) -> None:
-    env = fault_env(tmp_path, "socket-mid", broker=True)
+    env = orch_env(tmp_path, "socket-mid", broker=True, reconcile_after=2)
     store = Store(env["ORCH_DATABASE_URL"])
     playbook = slow_playbook(tmp_path)
     sock = farm.haproxy.socket_path
@@ -356,9 +356,9 @@ def test_haproxy_socket_unreachable_mid_rollout_pauses_then_completes(
     host2 = farm.hosts[1]
     with cleanup(env) as procs:
         procs.append(worker(env, tmp_path / "worker.log"))
-        run = orchestrator(run_args(playbook, farm), env, tmp_path / "run.log")
+        run = start_run(playbook, farm.inventory, env, tmp_path / "run.log")
         procs.append(run)
-        rollout_id = the_rollout(store)
+        rollout_id = the_rollout(store).id
         # host2 is out of the pool: each poll of its update re-asserts that on the load balancer, so the
         # socket's loss is found within a poll, whatever step host2 is in.
         wait_for(lambda: command_running(store, rollout_id, host2), 40, "host2's update[0] to run")
@@ -407,14 +407,14 @@ def test_haproxy_socket_unreachable_mid_rollout_pauses_then_completes(
 
 
 def test_cli_with_in_process_worker_killed_then_resumed(farm: LoopbackFarm, tmp_path: Path) -> None:
-    env = fault_env(tmp_path, "kill-cli", broker=False)
+    env = orch_env(tmp_path, "kill-cli", broker=False, reconcile_after=2)
     store = Store(env["ORCH_DATABASE_URL"])
     playbook = slow_playbook(tmp_path)
     host2 = farm.hosts[1]
     with cleanup(env) as procs:
-        run: Proc = orchestrator(run_args(playbook, farm), env, tmp_path / "run.log")
+        run: Proc = start_run(playbook, farm.inventory, env, tmp_path / "run.log")
         procs.append(run)
-        rollout_id = the_rollout(store)
+        rollout_id = the_rollout(store).id
         wait_for(lambda: command_running(store, rollout_id, host2), 40, "host2's update[0] to run")
         killed = time.time()
         run.kill()

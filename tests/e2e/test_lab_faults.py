@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,11 +22,10 @@ from orchestrator.lab import network
 from orchestrator.lab.measure import under_load
 from orchestrator.model.states import HostState, PauseCause, RolloutState
 from orchestrator.store.db import Store
-from tests.e2e.fault_helpers import Proc, orchestrator, wait_for
+from tests.e2e.helpers import PLAYBOOKS, Proc, orchestrator, report, wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.vm]
 
-PLAYBOOKS = Path(__file__).resolve().parents[2] / "playbooks"
 VMS = 4
 H = HostState
 
@@ -39,11 +37,6 @@ def lab() -> Iterator[labmod.LabInfo]:
         yield info
     finally:
         labmod.down()
-
-
-def report(title: str, text: str) -> None:
-    sys.__stdout__.write(f"\n[lab fault: {title}] {text}\n")
-    sys.__stdout__.flush()
 
 
 def libvirtd_pid(lab: labmod.LabInfo) -> int:

@@ -22,16 +22,17 @@ from orchestrator.model.plan import expected_host_seconds
 from orchestrator.model.records import Step
 from orchestrator.model.states import HostState, RolloutState
 from orchestrator.store.db import Store
-from tests.e2e.controls_helpers import (
+from tests.e2e.helpers import (
     ServerWatch,
     actions_text,
     all_up,
+    cleanup,
     cli,
-    controls_env,
     host_states,
     journal_of,
     journal_text,
     lb,
+    orch_env,
     orchestrator,
     plan_window,
     report,
@@ -39,7 +40,6 @@ from tests.e2e.controls_helpers import (
     set_host_vars,
     start_run,
     state_text,
-    stopping,
     the_rollout,
     versions,
     wait_for,
@@ -69,11 +69,11 @@ def assert_all_in_service(farm: LoopbackFarm) -> None:
 
 
 def test_canary_awaits_approval_and_approve_lets_it_finish(farm: LoopbackFarm, tmp_path: Path) -> None:
-    env = controls_env(tmp_path, "approve")
+    env = orch_env(tmp_path, "approve", broker=False)
     store = Store(env["ORCH_DATABASE_URL"])
     playbook = write_playbook(tmp_path, "approve", strategy={"batches": [1, 2, 1], "approve_after": [1]})
-    with under_load(farm.url, farm.haproxy.socket_path) as figures, stopping() as procs:
-        run = start_run(playbook, farm, env, tmp_path)
+    with under_load(farm.url, farm.haproxy.socket_path) as figures, cleanup(env) as procs:
+        run = start_run(playbook, farm.inventory, env, tmp_path / "run.log")
         procs.append(run)
         rollout_id = the_rollout(store).id
         waiting = wait_rollout(store, rollout_id, {R.AWAITING_APPROVAL}, 40)
@@ -114,11 +114,11 @@ def test_canary_awaits_approval_and_approve_lets_it_finish(farm: LoopbackFarm, t
 
 
 def test_canary_rejected_halts_with_the_other_hosts_untouched(farm: LoopbackFarm, tmp_path: Path) -> None:
-    env = controls_env(tmp_path, "reject")
+    env = orch_env(tmp_path, "reject", broker=False)
     store = Store(env["ORCH_DATABASE_URL"])
     playbook = write_playbook(tmp_path, "reject", strategy={"batches": [1, 2, 1], "approve_after": [1]})
-    with under_load(farm.url, farm.haproxy.socket_path) as figures, stopping() as procs:
-        run = start_run(playbook, farm, env, tmp_path)
+    with under_load(farm.url, farm.haproxy.socket_path) as figures, cleanup(env) as procs:
+        run = start_run(playbook, farm.inventory, env, tmp_path / "run.log")
         procs.append(run)
         rollout_id = the_rollout(store).id
         wait_rollout(store, rollout_id, {R.AWAITING_APPROVAL}, 40)
@@ -156,7 +156,7 @@ def test_canary_rejected_halts_with_the_other_hosts_untouched(farm: LoopbackFarm
 def test_rollback_all_after_a_failure_in_batch_2_reverts_host1_from_its_snapshot(
     farm: LoopbackFarm, tmp_path: Path
 ) -> None:
-    env = controls_env(tmp_path, "rollback-all")
+    env = orch_env(tmp_path, "rollback-all", broker=False)
     store = Store(env["ORCH_DATABASE_URL"])
     playbook = write_playbook(
         tmp_path,
@@ -166,8 +166,8 @@ def test_rollback_all_after_a_failure_in_batch_2_reverts_host1_from_its_snapshot
         stabilize={"interval": "200ms", "successes": 3, "timeout": "5s"},
     )
     set_host_vars(farm, {"host2": {"artifact": "app-2-broken.tar.gz"}}, artifact="app-2.tar.gz")
-    with under_load(farm.url, farm.haproxy.socket_path) as figures, stopping() as procs:
-        run = start_run(playbook, farm, env, tmp_path)
+    with under_load(farm.url, farm.haproxy.socket_path) as figures, cleanup(env) as procs:
+        run = start_run(playbook, farm.inventory, env, tmp_path / "run.log")
         procs.append(run)
         rollout_id = the_rollout(store).id
         code = run.wait(90)
@@ -229,14 +229,14 @@ def put_host3_in_maint(farm: LoopbackFarm) -> None:
 def test_capacity_guard_drains_nothing_while_another_server_is_down(
     farm: LoopbackFarm, tmp_path: Path
 ) -> None:
-    env = controls_env(tmp_path, "capacity")
+    env = orch_env(tmp_path, "capacity", broker=False)
     store = Store(env["ORCH_DATABASE_URL"])
     playbook = capacity_playbook(tmp_path, "capacity")
     put_host3_in_maint(farm)
     try:
-        with ServerWatch(farm) as watch, stopping() as procs:
+        with ServerWatch(farm) as watch, cleanup(env) as procs:
             started = time.monotonic()
-            run = start_run(playbook, farm, env, tmp_path)
+            run = start_run(playbook, farm.inventory, env, tmp_path / "run.log")
             procs.append(run)
             rollout_id = the_rollout(store).id
             code = run.wait(60)
@@ -272,14 +272,14 @@ def test_capacity_guard_drains_nothing_while_another_server_is_down(
 def test_capacity_guard_waits_and_proceeds_once_the_other_server_is_back(
     farm: LoopbackFarm, tmp_path: Path
 ) -> None:
-    env = controls_env(tmp_path, "capacity-back")
+    env = orch_env(tmp_path, "capacity-back", broker=False)
     store = Store(env["ORCH_DATABASE_URL"])
     playbook = capacity_playbook(tmp_path, "capacity-back")
     put_host3_in_maint(farm)
     try:
-        with ServerWatch(farm) as watch, stopping() as procs:
+        with ServerWatch(farm) as watch, cleanup(env) as procs:
             started = time.monotonic()
-            run = start_run(playbook, farm, env, tmp_path)
+            run = start_run(playbook, farm.inventory, env, tmp_path / "run.log")
             procs.append(run)
             rollout_id = the_rollout(store).id
             waiting = wait_for(
@@ -346,16 +346,16 @@ def warnings(farm: LoopbackFarm) -> dict[str, int]:
 
 
 def test_sessions_that_never_end_postpone_host1_then_skip_it(farm: LoopbackFarm, tmp_path: Path) -> None:
-    env = controls_env(tmp_path, "sessions")
+    env = orch_env(tmp_path, "sessions", broker=False)
     store = Store(env["ORCH_DATABASE_URL"])
     playbook = sessions_playbook(tmp_path, "sessions", "3s")
     user_sessions(farm, busy="host1")
     with (
         under_load(farm.url, farm.haproxy.socket_path) as figures,
         ServerWatch(farm) as watch,
-        stopping() as procs,
+        cleanup(env) as procs,
     ):
-        run = start_run(playbook, farm, env, tmp_path)
+        run = start_run(playbook, farm.inventory, env, tmp_path / "run.log")
         procs.append(run)
         rollout_id = the_rollout(store).id
         code = run.wait(90)
@@ -399,12 +399,12 @@ def test_sessions_that_never_end_postpone_host1_then_skip_it(farm: LoopbackFarm,
 
 
 def test_sessions_that_end_while_host1_waits_let_it_be_updated(farm: LoopbackFarm, tmp_path: Path) -> None:
-    env = controls_env(tmp_path, "sessions-end")
+    env = orch_env(tmp_path, "sessions-end", broker=False)
     store = Store(env["ORCH_DATABASE_URL"])
     playbook = sessions_playbook(tmp_path, "sessions-end", "20s")
     user_sessions(farm, busy="host1")
-    with under_load(farm.url, farm.haproxy.socket_path) as figures, stopping() as procs:
-        run = start_run(playbook, farm, env, tmp_path)
+    with under_load(farm.url, farm.haproxy.socket_path) as figures, cleanup(env) as procs:
+        run = start_run(playbook, farm.inventory, env, tmp_path / "run.log")
         procs.append(run)
         rollout_id = the_rollout(store).id
 
@@ -445,15 +445,15 @@ SLOW_STEP = {"run": "sleep 3", "timeout": "20s"}
 def test_pause_lets_the_host_in_flight_finish_and_resume_continues(
     farm: LoopbackFarm, tmp_path: Path
 ) -> None:
-    env = controls_env(tmp_path, "pause")
+    env = orch_env(tmp_path, "pause", broker=False)
     store = Store(env["ORCH_DATABASE_URL"])
     playbook = write_playbook(tmp_path, "pause", steps_before=[SLOW_STEP])
     with (
         under_load(farm.url, farm.haproxy.socket_path) as figures,
         ServerWatch(farm) as watch,
-        stopping() as procs,
+        cleanup(env) as procs,
     ):
-        run = start_run(playbook, farm, env, tmp_path)
+        run = start_run(playbook, farm.inventory, env, tmp_path / "run.log")
         procs.append(run)
         rollout_id = the_rollout(store).id
         wait_for(lambda: host_states(store, rollout_id)["host1"] is H.UPDATING, 30, "host1 to update")
@@ -498,11 +498,11 @@ def test_pause_lets_the_host_in_flight_finish_and_resume_continues(
 
 
 def test_reconciler_leaves_a_host_waiting_at_the_gate_alone(farm: LoopbackFarm, tmp_path: Path) -> None:
-    env = controls_env(tmp_path, "reconciler")
+    env = orch_env(tmp_path, "reconciler", broker=False)
     store = Store(env["ORCH_DATABASE_URL"])
     playbook = write_playbook(tmp_path, "reconciler", steps_before=[SLOW_STEP])
-    with stopping() as procs:
-        run = start_run(playbook, farm, env, tmp_path)
+    with cleanup(env) as procs:
+        run = start_run(playbook, farm.inventory, env, tmp_path / "run.log")
         procs.append(run)
         rollout_id = the_rollout(store).id
         wait_for(lambda: host_states(store, rollout_id)["host1"] is H.UPDATING, 30, "host1 to update")
@@ -528,11 +528,11 @@ def test_reconciler_leaves_a_host_waiting_at_the_gate_alone(farm: LoopbackFarm, 
 
 
 def test_abort_finishes_the_host_in_flight_and_skips_the_rest(farm: LoopbackFarm, tmp_path: Path) -> None:
-    env = controls_env(tmp_path, "abort")
+    env = orch_env(tmp_path, "abort", broker=False)
     store = Store(env["ORCH_DATABASE_URL"])
     playbook = write_playbook(tmp_path, "abort", steps_before=[SLOW_STEP])
-    with under_load(farm.url, farm.haproxy.socket_path) as figures, stopping() as procs:
-        run = start_run(playbook, farm, env, tmp_path)
+    with under_load(farm.url, farm.haproxy.socket_path) as figures, cleanup(env) as procs:
+        run = start_run(playbook, farm.inventory, env, tmp_path / "run.log")
         procs.append(run)
         rollout_id = the_rollout(store).id
         wait_for(lambda: host_states(store, rollout_id)["host2"] is H.UPDATING, 40, "host2 to update")
@@ -563,12 +563,12 @@ def test_abort_finishes_the_host_in_flight_and_skips_the_rest(farm: LoopbackFarm
 
 
 def test_abort_while_draining_puts_the_host_back_as_it_was(farm: LoopbackFarm, tmp_path: Path) -> None:
-    env = controls_env(tmp_path, "abort-drain")
+    env = orch_env(tmp_path, "abort-drain", broker=False)
     store = Store(env["ORCH_DATABASE_URL"])
     playbook = sessions_playbook(tmp_path, "abort-drain", "30s")  # host1's user sessions hold it in drain
     user_sessions(farm, busy="host1")
-    with under_load(farm.url, farm.haproxy.socket_path) as figures, stopping() as procs:
-        run = start_run(playbook, farm, env, tmp_path)
+    with under_load(farm.url, farm.haproxy.socket_path) as figures, cleanup(env) as procs:
+        run = start_run(playbook, farm.inventory, env, tmp_path / "run.log")
         procs.append(run)
         rollout_id = the_rollout(store).id
         wait_for(lambda: host_states(store, rollout_id)["host1"] is H.DRAINING, 30, "host1 to drain")
@@ -626,7 +626,7 @@ def window_playbook(tmp_path: Path, allowed: list[str] | None) -> Path:
 
 
 def test_window_closing_mid_rollout_pauses_and_resumes_by_itself(farm: LoopbackFarm, tmp_path: Path) -> None:
-    env = controls_env(tmp_path, "window")
+    env = orch_env(tmp_path, "window", broker=False)
     store = Store(env["ORCH_DATABASE_URL"])
     spec = load_spec(window_playbook(tmp_path, None), farm.inventory)
     need = expected_host_seconds(spec, [])
@@ -634,10 +634,10 @@ def test_window_closing_mid_rollout_pauses_and_resumes_by_itself(farm: LoopbackF
     plan = plan_window(time.time(), need + 5)
     playbook = window_playbook(tmp_path, plan.allowed)
     changes: list[tuple[float, RolloutState, str]] = []
-    with ServerWatch(farm, max_seconds=400) as watch, stopping() as procs:
+    with ServerWatch(farm, max_seconds=400) as watch, cleanup(env) as procs:
         time.sleep(max(0.0, plan.launch - time.time()))
         launched = time.time()
-        run = start_run(playbook, farm, env, tmp_path)
+        run = start_run(playbook, farm.inventory, env, tmp_path / "run.log")
         procs.append(run)
         rollout_id = the_rollout(store).id
         at_pause: dict[str, HostState] = {}

@@ -26,11 +26,9 @@ import yaml
 from orchestrator.lab.loopback import LoopbackFarm
 from orchestrator.lab.sshd import free_port
 from orchestrator.store.db import Store
-from tests.e2e.fault_helpers import RABBITMQ, forget_queue
+from tests.e2e.helpers import PLAYBOOKS, RABBITMQ, cli, forget_queue
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
-
-PLAYBOOKS = Path(__file__).resolve().parents[2] / "playbooks"
 
 
 class Recorder(http.server.BaseHTTPRequestHandler):
@@ -125,18 +123,6 @@ def write_inputs(farm: LoopbackFarm, tmp: Path, values: dict[str, str], port: in
     return playbook
 
 
-def cli(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "orchestrator", *args],
-        env={**os.environ, **env},
-        capture_output=True,
-        text=True,
-        timeout=180,
-        stdin=subprocess.DEVNULL,
-        check=False,
-    )
-
-
 def occurrences(blobs: dict[str, bytes], values: dict[str, str]) -> list[str]:
     forms = set()
     for value in values.values():
@@ -167,7 +153,7 @@ def test_planted_secrets_are_used_and_never_written(
     assert "***" in plan.stdout
 
     # 1. In-process worker, logs at DEBUG on stderr.
-    done = cli(["run", str(good), "-i", str(farm.inventory)], {**env, "ORCH_BROKER_URL": ""})
+    done = cli(["run", str(good), "-i", str(farm.inventory)], {**env, "ORCH_BROKER_URL": ""}, timeout=180)
     assert done.returncode == 0, done.stdout + done.stderr
     outputs = {"plan": plan.stdout + plan.stderr, "run (in process)": done.stdout + done.stderr}
 
@@ -201,7 +187,7 @@ def test_planted_secrets_are_used_and_never_written(
             start_new_session=True,
         )
         try:
-            failed = cli(["run", str(broken), "-i", str(farm.inventory)], broker_env)
+            failed = cli(["run", str(broken), "-i", str(farm.inventory)], broker_env, timeout=180)
             metrics = urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10).read()
             live_store = written(home)  # while the worker holds the store: -wal and -shm are there
 

@@ -38,6 +38,7 @@ from tests.e2e.helpers import (
     rabbitmq_start,
     rabbitmq_stop,
     report,
+    sample_for,
     servers,
     slow_playbook,
     sshd_connection_pids,
@@ -284,19 +285,24 @@ def test_command_cut_off_by_a_dropped_connection_does_not_finish_after_the_rever
 ) -> None:
     command = f"echo started >> {APPLIED_LOG} && sleep 4 && echo finished >> {APPLIED_LOG}"
     k = drop_ssh_mid_command(farm, tmp_path, slow_playbook(tmp_path, command))
-    time.sleep(5)  # had the cut-off command not been stopped, it would have ended by now
+    # A deliberate window: had the cut-off command not been stopped, it would write 'finished' within
+    # 4 s of the drop. Watch host2's log until 6 s after it, every sample empty (the revert took it).
+    host2 = farm.hosts[1]
+    during = sample_for(max(0.5, k.at + 6 - time.time()), lambda: applied_log(host2))
     logs = {h.name: applied_log(h) for h in farm.hosts}
     revert = next((s for s in journal_of(k.store, k.rollout_id, "host2") if s.step == "revert"), None)
     report(
         "SSH connection of host2 dropped during its 4 s update[0] that writes 'started' then 'finished'",
         f"exit {k.code}; {states(k.store, k.rollout_id)}; revert: {revert.detail if revert else '-'}; "
-        f"applied.log per host 5 s later: {logs}; recovery: rollout halted "
+        f"applied.log per host 6 s after the drop: {logs} ({len(during)} samples of host2's before); "
+        f"recovery: rollout halted "
         f"{finished_at(k.store, k.rollout_id) - k.at:.2f}s after the drop",
     )
 
     assert_host2_rolled_back_and_halted(k)
     assert_end_state(farm, k.store, k.rollout_id, {"host1": "2", "host2": "1", "host3": "1"})
     assert revert is not None and "stopped group" in revert.detail, revert
+    assert len(during) >= 5 and all(lines == [] for lines in during), during
     assert logs == {"host1": ["started", "finished"], "host2": [], "host3": []}, (
         "the cut-off command went on running on host2 and wrote into the reverted release tree"
     )
@@ -372,7 +378,7 @@ def test_haproxy_socket_unreachable_mid_rollout_pauses_then_completes(
             )
             paused = time.time()
             status = cli(["status", rollout_id], env)
-            time.sleep(max(0.0, gone + 3 - time.time()))
+            time.sleep(max(0.0, gone + 3 - time.time()))  # the fault's duration: the socket is away 3 s
         finally:
             moved.rename(sock)
         back = time.time()

@@ -221,7 +221,7 @@ def postgres_url() -> Iterator[str]:
             except Exception:
                 if time.monotonic() > deadline:
                     raise
-                time.sleep(0.5)
+                time.sleep(0.5)  # a retry period: the server restarted above may not accept yet
         admin.dispose()
 
 
@@ -362,7 +362,7 @@ def test_a_sqlite_store_on_a_full_disk_holds_the_rollout_until_there_is_room(
         rollout_id = the_rollout(store).id
         wait_for(lambda: command_running(store, rollout_id, farm.hosts[0]), 60, "host1's slow command", 0.01)
         filler = fill(small_disk)
-        time.sleep(held_for)
+        time.sleep(held_for)  # the fault itself: the disk stays full past the 3 s budget
         during = {s.server: s.in_service for s in servers(farm)}
         filler.unlink()
         code = run.wait(180)

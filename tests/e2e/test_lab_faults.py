@@ -94,6 +94,13 @@ def all_in_service(lab: labmod.LabInfo) -> bool:
     return all(s.up_after_check for s in servers)
 
 
+def slow_step_running(store: Store, host: str) -> bool:
+    """The journal has the host's update[0] (playbook's slow command) started and not ended."""
+    rollouts = store.rollouts()
+    steps = store.steps(rollouts[0].id) if rollouts else []
+    return any(s.host == host and s.step == "update[0]" and s.outcome == "running" for s in steps)
+
+
 def finish(run: Proc, timeout: float) -> tuple[int, str]:
     code = run.wait(timeout)
     return code, run.output()
@@ -205,10 +212,7 @@ def test_a_guest_suspended_mid_update_is_reverted_by_the_hypervisor(
     virsh = ["virsh", "-c", lab.uri]
     with under_load(lab.frontend_url, socket_of(lab)) as figures:
         run = orchestrator(args, env, tmp_path / "run.log")
-        wait_for(
-            lambda: state_of(store, first.name) is H.UPDATING or None, 120, f"{first.name} updating", 0.01
-        )
-        time.sleep(1)  # the slow command is running on the guest
+        wait_for(lambda: slow_step_running(store, first.name), 120, f"{first.name}'s slow update[0]", 0.01)
         subprocess.run([*virsh, "suspend", first.domain], check=True, capture_output=True, timeout=30)
         code, output = finish(run, 300)
     measured = figures()

@@ -16,6 +16,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,7 +27,7 @@ import yaml
 from orchestrator.lab.loopback import LoopbackFarm
 from orchestrator.lab.sshd import free_port
 from orchestrator.store.db import Store
-from tests.e2e.helpers import PLAYBOOKS, RABBITMQ, cli, forget_queue
+from tests.e2e.helpers import PLAYBOOKS, RABBITMQ, cli, forget_queue, report
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 
@@ -126,7 +127,7 @@ def write_inputs(farm: LoopbackFarm, tmp: Path, values: dict[str, str], port: in
 def occurrences(blobs: dict[str, bytes], values: dict[str, str]) -> list[str]:
     forms = set()
     for value in values.values():
-        forms |= {value, value[4:], urllib.request.quote(value, safe="")}  # raw, its random part, encoded
+        forms |= {value, value[4:], urllib.parse.quote(value, safe="")}  # raw, its random part, encoded
     return [f"{where}: {form!r}" for where, blob in blobs.items() for form in forms if form.encode() in blob]
 
 
@@ -226,9 +227,7 @@ def test_planted_secrets_are_used_and_never_written(
 
     found = occurrences(blobs, values)
     sizes = {k: len(v) for k, v in blobs.items()}
-    sys.__stdout__.write(
-        f"\n[planted secrets] searched {len(blobs)} blobs, {sum(sizes.values())} bytes: {sizes}\n"
-    )
+    report("planted secrets", f"searched {len(blobs)} blobs, {sum(sizes.values())} bytes: {sizes}")
     assert found == [], found
     # Files the store wrote are private.
     for path in home.rglob("*"):

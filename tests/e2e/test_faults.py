@@ -22,7 +22,7 @@ import pytest
 from orchestrator.lab.loopback import LoopbackFarm
 from orchestrator.model.states import HostState, RolloutState
 from orchestrator.store.db import Store
-from tests.e2e.fault_helpers import (
+from tests.e2e.helpers import (
     APPLIED_LOG,
     PLAYBOOKS,
     Proc,
@@ -32,16 +32,17 @@ from tests.e2e.fault_helpers import (
     cleanup,
     cli,
     command_running,
-    fault_env,
     journal_of,
     journal_text,
-    orchestrator,
+    orch_env,
     rabbitmq_start,
     rabbitmq_stop,
     report,
+    sample_for,
     servers,
     slow_playbook,
     sshd_connection_pids,
+    start_run,
     the_rollout,
     wait_for,
     worker,
@@ -100,15 +101,15 @@ class Fault:
 
 def kill_worker_mid_command(farm: LoopbackFarm, tmp_path: Path, playbook: Path) -> Fault:
     """SIGKILL the worker while host2's update[0] runs, then start another worker; wait for `run`."""
-    env = fault_env(tmp_path, "kill-worker", broker=True)
+    env = orch_env(tmp_path, "kill-worker", broker=True, reconcile_after=2)
     store = Store(env["ORCH_DATABASE_URL"])
     host2 = farm.hosts[1]
     with cleanup(env) as procs:
         first = worker(env, tmp_path / "worker1.log")
         procs.append(first)
-        run = orchestrator(run_args(playbook, farm), env, tmp_path / "run.log")
+        run = start_run(playbook, farm.inventory, env, tmp_path / "run.log")
         procs.append(run)
-        rollout_id = the_rollout(store)
+        rollout_id = the_rollout(store).id
         wait_for(lambda: command_running(store, rollout_id, host2), 40, "host2's update[0] to run")
         killed = time.time()
         first.kill()
@@ -168,16 +169,16 @@ def test_interrupted_command_does_not_finish_on_top_of_the_reapplied_update(
 
 
 def test_rabbitmq_restarted_mid_rollout(farm: LoopbackFarm, tmp_path: Path) -> None:
-    env = fault_env(tmp_path, "rabbitmq", broker=True)
+    env = orch_env(tmp_path, "rabbitmq", broker=True, reconcile_after=2)
     store = Store(env["ORCH_DATABASE_URL"])
     playbook = slow_playbook(tmp_path)
     host2 = farm.hosts[1]
     with cleanup(env) as procs:
         first = worker(env, tmp_path / "worker1.log")
         procs.append(first)
-        run = orchestrator(run_args(playbook, farm), env, tmp_path / "run.log")
+        run = start_run(playbook, farm.inventory, env, tmp_path / "run.log")
         procs.append(run)
-        rollout_id = the_rollout(store)
+        rollout_id = the_rollout(store).id
         wait_for(lambda: command_running(store, rollout_id, host2), 40, "host2's update[0] to run")
         try:
             stopped = time.time()
@@ -220,16 +221,16 @@ def test_rabbitmq_restarted_mid_rollout(farm: LoopbackFarm, tmp_path: Path) -> N
 def drop_ssh_mid_command(farm: LoopbackFarm, tmp_path: Path, playbook: Path) -> Fault:
     """Kill host2's sshd connection processes while its update[0] runs (the command itself is left
     running, as a network drop leaves it); wait for `run`."""
-    env = fault_env(tmp_path, "ssh-drop", broker=True)
+    env = orch_env(tmp_path, "ssh-drop", broker=True, reconcile_after=2)
     store = Store(env["ORCH_DATABASE_URL"])
     host2 = farm.hosts[1]
     sshd = farm._sshds[1]
     assert sshd.address == host2.address
     with cleanup(env) as procs:
         procs.append(worker(env, tmp_path / "worker.log"))
-        run = orchestrator(run_args(playbook, farm), env, tmp_path / "run.log")
+        run = start_run(playbook, farm.inventory, env, tmp_path / "run.log")
         procs.append(run)
-        rollout_id = the_rollout(store)
+        rollout_id = the_rollout(store).id
         wait_for(lambda: command_running(store, rollout_id, host2), 40, "host2's update[0] to run")
         dropped = time.time()
         sessions = sshd_connection_pids(sshd.session_pids())
@@ -284,19 +285,24 @@ def test_command_cut_off_by_a_dropped_connection_does_not_finish_after_the_rever
 ) -> None:
     command = f"echo started >> {APPLIED_LOG} && sleep 4 && echo finished >> {APPLIED_LOG}"
     k = drop_ssh_mid_command(farm, tmp_path, slow_playbook(tmp_path, command))
-    time.sleep(5)  # had the cut-off command not been stopped, it would have ended by now
+    # A deliberate window: had the cut-off command not been stopped, it would write 'finished' within
+    # 4 s of the drop. Watch host2's log until 6 s after it, every sample empty (the revert took it).
+    host2 = farm.hosts[1]
+    during = sample_for(max(0.5, k.at + 6 - time.time()), lambda: applied_log(host2))
     logs = {h.name: applied_log(h) for h in farm.hosts}
     revert = next((s for s in journal_of(k.store, k.rollout_id, "host2") if s.step == "revert"), None)
     report(
         "SSH connection of host2 dropped during its 4 s update[0] that writes 'started' then 'finished'",
         f"exit {k.code}; {states(k.store, k.rollout_id)}; revert: {revert.detail if revert else '-'}; "
-        f"applied.log per host 5 s later: {logs}; recovery: rollout halted "
+        f"applied.log per host 6 s after the drop: {logs} ({len(during)} samples of host2's before); "
+        f"recovery: rollout halted "
         f"{finished_at(k.store, k.rollout_id) - k.at:.2f}s after the drop",
     )
 
     assert_host2_rolled_back_and_halted(k)
     assert_end_state(farm, k.store, k.rollout_id, {"host1": "2", "host2": "1", "host3": "1"})
     assert revert is not None and "stopped group" in revert.detail, revert
+    assert len(during) >= 5 and all(lines == [] for lines in during), during
     assert logs == {"host1": ["started", "finished"], "host2": [], "host3": []}, (
         "the cut-off command went on running on host2 and wrote into the reverted release tree"
     )
@@ -305,7 +311,7 @@ def test_command_cut_off_by_a_dropped_connection_does_not_finish_after_the_rever
 def test_haproxy_socket_unreachable_at_start_refuses_and_changes_nothing(
     farm: LoopbackFarm, tmp_path: Path
 ) -> None:
-    env = fault_env(tmp_path, "socket-at-start", broker=False)
+    env = orch_env(tmp_path, "socket-at-start", broker=False, reconcile_after=2)
     store = Store(env["ORCH_DATABASE_URL"])
     playbook = PLAYBOOKS / "loopback-v2.yaml"
     sock = farm.haproxy.socket_path
@@ -338,7 +344,7 @@ def test_haproxy_socket_unreachable_at_start_refuses_and_changes_nothing(
         f"a later run: exit {later.returncode} in {time.monotonic() - started:.2f}s",
     )
     assert later.returncode == 0, later.stdout + later.stderr
-    assert_end_state(farm, store, the_rollout(store), {h.name: "2" for h in farm.hosts})
+    assert_end_state(farm, store, the_rollout(store).id, {h.name: "2" for h in farm.hosts})
 
 
 def _host_row(status_output: str, host: str, state: HostState) -> bool:
@@ -348,7 +354,7 @@ def _host_row(status_output: str, host: str, state: HostState) -> bool:
 def test_haproxy_socket_unreachable_mid_rollout_pauses_then_completes(
     farm: LoopbackFarm, tmp_path: Path
 ) -> None:
-    env = fault_env(tmp_path, "socket-mid", broker=True)
+    env = orch_env(tmp_path, "socket-mid", broker=True, reconcile_after=2)
     store = Store(env["ORCH_DATABASE_URL"])
     playbook = slow_playbook(tmp_path)
     sock = farm.haproxy.socket_path
@@ -356,9 +362,9 @@ def test_haproxy_socket_unreachable_mid_rollout_pauses_then_completes(
     host2 = farm.hosts[1]
     with cleanup(env) as procs:
         procs.append(worker(env, tmp_path / "worker.log"))
-        run = orchestrator(run_args(playbook, farm), env, tmp_path / "run.log")
+        run = start_run(playbook, farm.inventory, env, tmp_path / "run.log")
         procs.append(run)
-        rollout_id = the_rollout(store)
+        rollout_id = the_rollout(store).id
         # host2 is out of the pool: each poll of its update re-asserts that on the load balancer, so the
         # socket's loss is found within a poll, whatever step host2 is in.
         wait_for(lambda: command_running(store, rollout_id, host2), 40, "host2's update[0] to run")
@@ -372,7 +378,7 @@ def test_haproxy_socket_unreachable_mid_rollout_pauses_then_completes(
             )
             paused = time.time()
             status = cli(["status", rollout_id], env)
-            time.sleep(max(0.0, gone + 3 - time.time()))
+            time.sleep(max(0.0, gone + 3 - time.time()))  # the fault's duration: the socket is away 3 s
         finally:
             moved.rename(sock)
         back = time.time()
@@ -407,14 +413,14 @@ def test_haproxy_socket_unreachable_mid_rollout_pauses_then_completes(
 
 
 def test_cli_with_in_process_worker_killed_then_resumed(farm: LoopbackFarm, tmp_path: Path) -> None:
-    env = fault_env(tmp_path, "kill-cli", broker=False)
+    env = orch_env(tmp_path, "kill-cli", broker=False, reconcile_after=2)
     store = Store(env["ORCH_DATABASE_URL"])
     playbook = slow_playbook(tmp_path)
     host2 = farm.hosts[1]
     with cleanup(env) as procs:
-        run: Proc = orchestrator(run_args(playbook, farm), env, tmp_path / "run.log")
+        run: Proc = start_run(playbook, farm.inventory, env, tmp_path / "run.log")
         procs.append(run)
-        rollout_id = the_rollout(store)
+        rollout_id = the_rollout(store).id
         wait_for(lambda: command_running(store, rollout_id, host2), 40, "host2's update[0] to run")
         killed = time.time()
         run.kill()

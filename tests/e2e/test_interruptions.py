@@ -19,20 +19,20 @@ import yaml
 from orchestrator.lab.loopback import LoopbackFarm
 from orchestrator.model.states import HostState, PauseCause, RolloutState
 from orchestrator.store.db import Store
-from tests.e2e.fault_helpers import (
+from tests.e2e.helpers import (
     all_up,
     applied_lines,
     assert_end_state,
     cleanup,
     cli,
     command_running,
-    fault_env,
     journal_of,
     journal_text,
-    orchestrator,
+    orch_env,
     report,
     servers,
     slow_playbook,
+    start_run,
     the_rollout,
     wait_for,
     worker,
@@ -60,13 +60,13 @@ def in_state(store: Store, rollout_id: str, host: str, state: HostState) -> bool
 def test_ctrl_c_once_pauses_lets_the_host_in_flight_finish_and_names_resume(
     farm: LoopbackFarm, tmp_path: Path, at: HostState
 ) -> None:
-    env = fault_env(tmp_path, "ctrlc1", broker=False)
+    env = orch_env(tmp_path, "ctrlc1", broker=False, reconcile_after=2)
     playbook = slow_playbook(tmp_path)
     store = Store(env["ORCH_DATABASE_URL"])
     with cleanup(env) as procs:
-        run = orchestrator(["run", str(playbook), "-i", str(farm.inventory)], env, tmp_path / "run.log")
+        run = start_run(playbook, farm.inventory, env, tmp_path / "run.log")
         procs.append(run)
-        rollout_id = the_rollout(store)
+        rollout_id = the_rollout(store).id
         wait_for(lambda: in_state(store, rollout_id, "host1", at), 30, f"host1 {at.value}", 0.01)
         run.popen.send_signal(signal.SIGINT)
         code = run.wait(60)
@@ -88,13 +88,13 @@ def test_ctrl_c_once_pauses_lets_the_host_in_flight_finish_and_names_resume(
 
 
 def test_ctrl_c_twice_leaves_at_once_and_says_which_server_is_out(farm: LoopbackFarm, tmp_path: Path) -> None:
-    env = fault_env(tmp_path, "ctrlc2", broker=False)
+    env = orch_env(tmp_path, "ctrlc2", broker=False, reconcile_after=2)
     playbook = slow_playbook(tmp_path)
     store = Store(env["ORCH_DATABASE_URL"])
     with cleanup(env) as procs:
-        run = orchestrator(["run", str(playbook), "-i", str(farm.inventory)], env, tmp_path / "run.log")
+        run = start_run(playbook, farm.inventory, env, tmp_path / "run.log")
         procs.append(run)
-        rollout_id = the_rollout(store)
+        rollout_id = the_rollout(store).id
         wait_for(lambda: command_running(store, rollout_id, farm.hosts[0]), 30, "host1's slow command", 0.01)
         run.popen.send_signal(signal.SIGINT)
         wait_for(lambda: "Ctrl-C: pausing" in run.output() or None, 10, "the first Ctrl-C's words", 0.02)
@@ -139,13 +139,13 @@ def every_step_slow(farm: LoopbackFarm, tmp_path: Path) -> tuple[Path, Path]:
 def test_ctrl_c_at_each_step_of_a_pipeline_leaves_nothing_out_unsaid(
     farm: LoopbackFarm, tmp_path: Path, at: HostState, presses: int
 ) -> None:
-    env = fault_env(tmp_path, f"ctrlc-{at.value}-{presses}", broker=False)
+    env = orch_env(tmp_path, f"ctrlc-{at.value}-{presses}", broker=False, reconcile_after=2)
     playbook, inventory = every_step_slow(farm, tmp_path)
     store = Store(env["ORCH_DATABASE_URL"])
     with cleanup(env) as procs:
-        run = orchestrator(["run", str(playbook), "-i", str(inventory)], env, tmp_path / "run.log")
+        run = start_run(playbook, inventory, env, tmp_path / "run.log")
         procs.append(run)
-        rollout_id = the_rollout(store)
+        rollout_id = the_rollout(store).id
         wait_for(lambda: in_state(store, rollout_id, "host1", at), 60, f"host1 {at.value}", 0.002)
         run.popen.send_signal(signal.SIGINT)
         if presses == 2:
@@ -221,7 +221,7 @@ def postgres_url() -> Iterator[str]:
             except Exception:
                 if time.monotonic() > deadline:
                     raise
-                time.sleep(0.5)
+                time.sleep(0.5)  # a retry period: the server restarted above may not accept yet
         admin.dispose()
 
 
@@ -247,15 +247,18 @@ def host1_journal_closed(store: Store, rollout_id: str) -> None:
 def test_a_postgresql_restart_costs_a_pause_not_a_server(
     farm: LoopbackFarm, tmp_path: Path, postgres_url: str, broker: bool, at: HostState
 ) -> None:
-    env = {**fault_env(tmp_path, "pgrestart", broker=broker), "ORCH_DATABASE_URL": postgres_url}
+    env = {
+        **orch_env(tmp_path, "pgrestart", broker=broker, reconcile_after=2),
+        "ORCH_DATABASE_URL": postgres_url,
+    }
     playbook, inventory = every_step_slow(farm, tmp_path)
     store = Store(postgres_url)
     with cleanup(env) as procs:
         if broker:
             procs.append(worker(env, tmp_path / "worker.log"))
-        run = orchestrator(["run", str(playbook), "-i", str(inventory)], env, tmp_path / "run.log")
+        run = start_run(playbook, inventory, env, tmp_path / "run.log")
         procs.append(run)
-        rollout_id = the_rollout(store, timeout=60)
+        rollout_id = the_rollout(store, timeout=60).id
         wait_for(lambda: moment_reached(store, rollout_id, farm, at), 60, f"host1 {at.value}", 0.01)
         started = time.monotonic()
         pg_ctl("restart")
@@ -279,16 +282,16 @@ def test_postgresql_stopped_past_the_budget_pauses_the_rollout_then_it_goes_on(
     farm: LoopbackFarm, tmp_path: Path, postgres_url: str
 ) -> None:
     env = {
-        **fault_env(tmp_path, "pgstop", broker=False),
+        **orch_env(tmp_path, "pgstop", broker=False, reconcile_after=2),
         "ORCH_DATABASE_URL": postgres_url,
         "ORCH_STORE_OUTAGE_BUDGET": "3",
     }
     playbook = slow_playbook(tmp_path)
     store = Store(postgres_url)
     with cleanup(env) as procs:
-        run = orchestrator(["run", str(playbook), "-i", str(farm.inventory)], env, tmp_path / "run.log")
+        run = start_run(playbook, farm.inventory, env, tmp_path / "run.log")
         procs.append(run)
-        rollout_id = the_rollout(store, timeout=60)
+        rollout_id = the_rollout(store, timeout=60).id
         wait_for(lambda: command_running(store, rollout_id, farm.hosts[0]), 60, "host1's slow command", 0.01)
         pg_ctl("stop")
         stopped = time.monotonic()
@@ -346,7 +349,7 @@ def test_a_sqlite_store_on_a_full_disk_holds_the_rollout_until_there_is_room(
     """A read-only filesystem cannot be made under an open file (the kernel refuses the remount while
     a writer holds it): tests/integration/test_sqlite_store.py covers it at the store."""
     env = {
-        **fault_env(tmp_path, "sqlite-full", broker=False),
+        **orch_env(tmp_path, "sqlite-full", broker=False, reconcile_after=2),
         "ORCH_DATABASE_URL": f"sqlite:///{small_disk / 'orch.db'}",
         "ORCH_STORE_OUTAGE_BUDGET": "3",
     }
@@ -354,12 +357,12 @@ def test_a_sqlite_store_on_a_full_disk_holds_the_rollout_until_there_is_room(
     store = Store(env["ORCH_DATABASE_URL"])
     held_for = 8.0  # past the budget: the outage is recorded and the rollout paused for it
     with cleanup(env) as procs:
-        run = orchestrator(["run", str(playbook), "-i", str(farm.inventory)], env, tmp_path / "run.log")
+        run = start_run(playbook, farm.inventory, env, tmp_path / "run.log")
         procs.append(run)
-        rollout_id = the_rollout(store)
+        rollout_id = the_rollout(store).id
         wait_for(lambda: command_running(store, rollout_id, farm.hosts[0]), 60, "host1's slow command", 0.01)
         filler = fill(small_disk)
-        time.sleep(held_for)
+        time.sleep(held_for)  # the fault itself: the disk stays full past the 3 s budget
         during = {s.server: s.in_service for s in servers(farm)}
         filler.unlink()
         code = run.wait(180)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,11 +22,10 @@ from orchestrator.lab import network
 from orchestrator.lab.measure import under_load
 from orchestrator.model.states import HostState, PauseCause, RolloutState
 from orchestrator.store.db import Store
-from tests.e2e.fault_helpers import Proc, orchestrator, wait_for
+from tests.e2e.helpers import PLAYBOOKS, Proc, orchestrator, report, wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.vm]
 
-PLAYBOOKS = Path(__file__).resolve().parents[2] / "playbooks"
 VMS = 4
 H = HostState
 
@@ -39,11 +37,6 @@ def lab() -> Iterator[labmod.LabInfo]:
         yield info
     finally:
         labmod.down()
-
-
-def report(title: str, text: str) -> None:
-    sys.__stdout__.write(f"\n[lab fault: {title}] {text}\n")
-    sys.__stdout__.flush()
 
 
 def libvirtd_pid(lab: labmod.LabInfo) -> int:
@@ -99,6 +92,13 @@ def all_in_service(lab: labmod.LabInfo) -> bool:
 
     servers = HAProxy(socket=socket_of(lab), backend=labmod.BACKEND).servers()
     return all(s.up_after_check for s in servers)
+
+
+def slow_step_running(store: Store, host: str) -> bool:
+    """The journal has the host's update[0] (playbook's slow command) started and not ended."""
+    rollouts = store.rollouts()
+    steps = store.steps(rollouts[0].id) if rollouts else []
+    return any(s.host == host and s.step == "update[0]" and s.outcome == "running" for s in steps)
 
 
 def finish(run: Proc, timeout: float) -> tuple[int, str]:
@@ -212,10 +212,7 @@ def test_a_guest_suspended_mid_update_is_reverted_by_the_hypervisor(
     virsh = ["virsh", "-c", lab.uri]
     with under_load(lab.frontend_url, socket_of(lab)) as figures:
         run = orchestrator(args, env, tmp_path / "run.log")
-        wait_for(
-            lambda: state_of(store, first.name) is H.UPDATING or None, 120, f"{first.name} updating", 0.01
-        )
-        time.sleep(1)  # the slow command is running on the guest
+        wait_for(lambda: slow_step_running(store, first.name), 120, f"{first.name}'s slow update[0]", 0.01)
         subprocess.run([*virsh, "suspend", first.domain], check=True, capture_output=True, timeout=30)
         code, output = finish(run, 300)
     measured = figures()

@@ -7,7 +7,6 @@ top of v2, then the no-drain control.
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -25,10 +24,10 @@ from orchestrator.lab.measure import Measured, naive_update, under_load
 from orchestrator.model.spec import RolloutSpec
 from orchestrator.model.states import HostState, RolloutState
 from orchestrator.workflows.worker import execute
+from tests.e2e.helpers import PLAYBOOKS, report
 
 pytestmark = [pytest.mark.e2e, pytest.mark.vm]
 
-PLAYBOOKS = Path(__file__).resolve().parents[2] / "playbooks"
 VMS = 4
 
 
@@ -51,11 +50,6 @@ def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 def socket_of(lab: labmod.LabInfo) -> Path:
     inventory = yaml.safe_load(lab.inventory.read_text())
     return Path(inventory["pools"]["lab"]["loadbalancer"]["socket"])
-
-
-def report(title: str, text: str) -> None:
-    sys.__stdout__.write(f"\n[{title}] {text}\n")
-    sys.__stdout__.flush()
 
 
 def on_vm(spec: RolloutSpec, host: str, command: str) -> str:

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import itertools
 import math
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -37,7 +36,7 @@ from orchestrator.lab.loopback import LoopbackFarm
 from orchestrator.lab.measure import under_load
 from orchestrator.model.records import Step
 from orchestrator.store.db import Store
-from tests.e2e.fault_helpers import cleanup, orchestrator, slow_playbook, the_rollout
+from tests.e2e.helpers import cleanup, orch_env, report, slow_playbook, start_run, the_rollout
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration, pytest.mark.timeout(400)]
 
@@ -49,14 +48,6 @@ RECONCILE_EVERY = 0.4  # the guard's period (ORCH_RECONCILE_EVERY); not a multip
 # own work (store and HAProxy calls on two loaded cores) and the sampler's resolution.
 SPELL_BOUND = RECONCILE_EVERY + 1.0
 MAX_SECONDS = 240.0
-
-
-def report(title: str, text: str) -> None:
-    """Figures go to the real stdout whatever pytest captures."""
-    out = sys.__stdout__
-    assert out is not None
-    out.write(f"\n[lb reloads: {title}] {text}\n")
-    out.flush()
 
 
 @dataclass(frozen=True)
@@ -261,20 +252,15 @@ class Run:
 
 
 def rollout_under_reloads(farm: LoopbackFarm, tmp_path: Path, *, save_states: bool) -> Run:
-    env = {
-        "ORCH_HOME": str(tmp_path / "home"),
-        "ORCH_DATABASE_URL": f"sqlite:///{tmp_path / 'orch.db'}",
-        "ORCH_BROKER_URL": "",
-        "ORCH_RECONCILE_EVERY": str(RECONCILE_EVERY),
-    }
+    env = orch_env(tmp_path, "lb-reloads", broker=False, reconcile_every=RECONCILE_EVERY)
     playbook = slow_playbook(tmp_path)  # update[0] sleeps 3 s: a command that blocks its host's tick
     store = Store(env["ORCH_DATABASE_URL"])
     reloader = Reloader(farm.haproxy, save_states=save_states)
     with cleanup(env) as procs, AdminSampler(farm.haproxy.socket_path) as sampler:
         with under_load(farm.url, farm.haproxy.socket_path) as figures:
-            run = orchestrator(["run", str(playbook), "-i", str(farm.inventory)], env, tmp_path / "run.log")
+            run = start_run(playbook, farm.inventory, env, tmp_path / "run.log")
             procs.append(run)
-            rollout_id = the_rollout(store)  # stored: the preflight is done, the hosts about to start
+            rollout_id = the_rollout(store).id  # stored: the preflight is done, the hosts about to start
             reloader.start()
             try:
                 code = run.wait(180)

@@ -22,24 +22,25 @@ from orchestrator.model.plan import expected_host_seconds
 from orchestrator.model.records import Step
 from orchestrator.model.states import HostState, RolloutState
 from orchestrator.store.db import Store
-from tests.e2e.controls_helpers import (
+from tests.e2e.helpers import (
     ServerWatch,
     actions_text,
     all_up,
+    cleanup,
     cli,
-    controls_env,
     host_states,
     journal_of,
     journal_text,
     lb,
+    orch_env,
     orchestrator,
     plan_window,
     report,
     rollout_of,
+    sample_for,
     set_host_vars,
     start_run,
     state_text,
-    stopping,
     the_rollout,
     versions,
     wait_for,
@@ -69,20 +70,23 @@ def assert_all_in_service(farm: LoopbackFarm) -> None:
 
 
 def test_canary_awaits_approval_and_approve_lets_it_finish(farm: LoopbackFarm, tmp_path: Path) -> None:
-    env = controls_env(tmp_path, "approve")
+    env = orch_env(tmp_path, "approve", broker=False)
     store = Store(env["ORCH_DATABASE_URL"])
     playbook = write_playbook(tmp_path, "approve", strategy={"batches": [1, 2, 1], "approve_after": [1]})
-    with under_load(farm.url, farm.haproxy.socket_path) as figures, stopping() as procs:
-        run = start_run(playbook, farm, env, tmp_path)
+    with under_load(farm.url, farm.haproxy.socket_path) as figures, cleanup(env) as procs:
+        run = start_run(playbook, farm.inventory, env, tmp_path / "run.log")
         procs.append(run)
         rollout_id = the_rollout(store).id
         waiting = wait_rollout(store, rollout_id, {R.AWAITING_APPROVAL}, 40)
         asked_at = time.time()
-        time.sleep(2.0)  # four reconciler rounds: nothing may start while it waits
-        held = host_states(store, rollout_id)
+
+        # A deliberate window of four reconciler rounds: nothing may start while it waits, in any sample.
+        def held_now() -> tuple[dict[str, HostState], list[Step]]:
+            return host_states(store, rollout_id), [s for s in store.steps(rollout_id) if s.host != "host1"]
+
+        held_samples = sample_for(2.0, held_now)
         held_text = state_text(store, rollout_id)
         held_versions = versions(farm)
-        held_journal = [s for s in store.steps(rollout_id) if s.host != "host1"]
         before = time.time()
         approved = cli(["approve", rollout_id, "--as", "alice"], env)
         after = time.time()
@@ -100,9 +104,11 @@ def test_canary_awaits_approval_and_approve_lets_it_finish(farm: LoopbackFarm, t
     )
 
     assert "approve" in waiting.reason, waiting.reason
-    assert held == {"host1": H.SUCCEEDED, "host2": H.PENDING, "host3": H.PENDING, "host4": H.PENDING}
+    assert len(held_samples) >= 10, len(held_samples)
+    for held, held_journal in held_samples:
+        assert held == {"host1": H.SUCCEEDED, "host2": H.PENDING, "host3": H.PENDING, "host4": H.PENDING}
+        assert not held_journal, journal_text(held_journal)
     assert held_versions == {"host1": "2", "host2": "1", "host3": "1", "host4": "1"}, held_versions
-    assert not held_journal, journal_text(held_journal)
     assert approved.returncode == 0, approved.stdout + approved.stderr
     assert code == 0, output
     assert final.state is R.SUCCEEDED, final.reason
@@ -114,11 +120,11 @@ def test_canary_awaits_approval_and_approve_lets_it_finish(farm: LoopbackFarm, t
 
 
 def test_canary_rejected_halts_with_the_other_hosts_untouched(farm: LoopbackFarm, tmp_path: Path) -> None:
-    env = controls_env(tmp_path, "reject")
+    env = orch_env(tmp_path, "reject", broker=False)
     store = Store(env["ORCH_DATABASE_URL"])
     playbook = write_playbook(tmp_path, "reject", strategy={"batches": [1, 2, 1], "approve_after": [1]})
-    with under_load(farm.url, farm.haproxy.socket_path) as figures, stopping() as procs:
-        run = start_run(playbook, farm, env, tmp_path)
+    with under_load(farm.url, farm.haproxy.socket_path) as figures, cleanup(env) as procs:
+        run = start_run(playbook, farm.inventory, env, tmp_path / "run.log")
         procs.append(run)
         rollout_id = the_rollout(store).id
         wait_rollout(store, rollout_id, {R.AWAITING_APPROVAL}, 40)
@@ -156,7 +162,7 @@ def test_canary_rejected_halts_with_the_other_hosts_untouched(farm: LoopbackFarm
 def test_rollback_all_after_a_failure_in_batch_2_reverts_host1_from_its_snapshot(
     farm: LoopbackFarm, tmp_path: Path
 ) -> None:
-    env = controls_env(tmp_path, "rollback-all")
+    env = orch_env(tmp_path, "rollback-all", broker=False)
     store = Store(env["ORCH_DATABASE_URL"])
     playbook = write_playbook(
         tmp_path,
@@ -166,8 +172,8 @@ def test_rollback_all_after_a_failure_in_batch_2_reverts_host1_from_its_snapshot
         stabilize={"interval": "200ms", "successes": 3, "timeout": "5s"},
     )
     set_host_vars(farm, {"host2": {"artifact": "app-2-broken.tar.gz"}}, artifact="app-2.tar.gz")
-    with under_load(farm.url, farm.haproxy.socket_path) as figures, stopping() as procs:
-        run = start_run(playbook, farm, env, tmp_path)
+    with under_load(farm.url, farm.haproxy.socket_path) as figures, cleanup(env) as procs:
+        run = start_run(playbook, farm.inventory, env, tmp_path / "run.log")
         procs.append(run)
         rollout_id = the_rollout(store).id
         code = run.wait(90)
@@ -229,14 +235,14 @@ def put_host3_in_maint(farm: LoopbackFarm) -> None:
 def test_capacity_guard_drains_nothing_while_another_server_is_down(
     farm: LoopbackFarm, tmp_path: Path
 ) -> None:
-    env = controls_env(tmp_path, "capacity")
+    env = orch_env(tmp_path, "capacity", broker=False)
     store = Store(env["ORCH_DATABASE_URL"])
     playbook = capacity_playbook(tmp_path, "capacity")
     put_host3_in_maint(farm)
     try:
-        with ServerWatch(farm) as watch, stopping() as procs:
+        with ServerWatch(farm) as watch, cleanup(env) as procs:
             started = time.monotonic()
-            run = start_run(playbook, farm, env, tmp_path)
+            run = start_run(playbook, farm.inventory, env, tmp_path / "run.log")
             procs.append(run)
             rollout_id = the_rollout(store).id
             code = run.wait(60)
@@ -272,22 +278,26 @@ def test_capacity_guard_drains_nothing_while_another_server_is_down(
 def test_capacity_guard_waits_and_proceeds_once_the_other_server_is_back(
     farm: LoopbackFarm, tmp_path: Path
 ) -> None:
-    env = controls_env(tmp_path, "capacity-back")
+    env = orch_env(tmp_path, "capacity-back", broker=False)
     store = Store(env["ORCH_DATABASE_URL"])
     playbook = capacity_playbook(tmp_path, "capacity-back")
     put_host3_in_maint(farm)
     try:
-        with ServerWatch(farm) as watch, stopping() as procs:
+        with ServerWatch(farm) as watch, cleanup(env) as procs:
             started = time.monotonic()
-            run = start_run(playbook, farm, env, tmp_path)
+            run = start_run(playbook, farm.inventory, env, tmp_path / "run.log")
             procs.append(run)
             rollout_id = the_rollout(store).id
-            waiting = wait_for(
+            wait_for(
                 lambda: "capacity" in store.host(rollout_id, "host1").progress.detail,
                 30,
                 "host1 to wait for capacity",
             )
-            time.sleep(2.0)
+            # A deliberate window: host3 stays down 2 s more, and in every sample host1 still waits for
+            # capacity with nothing journaled (HAProxy's samples of the same window are checked below).
+            waited = sample_for(
+                2.0, lambda: (store.host(rollout_id, "host1").progress.detail, store.steps(rollout_id))
+            )
             back = time.time()
             lb(farm).ready("host3")
             code = run.wait(60)
@@ -305,7 +315,9 @@ def test_capacity_guard_waits_and_proceeds_once_the_other_server_is_back(
         f"{watch.min_in_service()}/4 over {len(watch.samples())} samples",
     )
 
-    assert waiting
+    assert len(waited) >= 10, len(waited)
+    for detail, journal in waited:
+        assert "capacity" in detail and not journal, (detail, journal_text(journal))
     assert code == 0, output
     assert final.state is R.SUCCEEDED, final.reason
     assert first_drain >= back, "nothing may be drained before host3 is back"
@@ -346,16 +358,16 @@ def warnings(farm: LoopbackFarm) -> dict[str, int]:
 
 
 def test_sessions_that_never_end_postpone_host1_then_skip_it(farm: LoopbackFarm, tmp_path: Path) -> None:
-    env = controls_env(tmp_path, "sessions")
+    env = orch_env(tmp_path, "sessions", broker=False)
     store = Store(env["ORCH_DATABASE_URL"])
     playbook = sessions_playbook(tmp_path, "sessions", "3s")
     user_sessions(farm, busy="host1")
     with (
         under_load(farm.url, farm.haproxy.socket_path) as figures,
         ServerWatch(farm) as watch,
-        stopping() as procs,
+        cleanup(env) as procs,
     ):
-        run = start_run(playbook, farm, env, tmp_path)
+        run = start_run(playbook, farm.inventory, env, tmp_path / "run.log")
         procs.append(run)
         rollout_id = the_rollout(store).id
         code = run.wait(90)
@@ -399,12 +411,12 @@ def test_sessions_that_never_end_postpone_host1_then_skip_it(farm: LoopbackFarm,
 
 
 def test_sessions_that_end_while_host1_waits_let_it_be_updated(farm: LoopbackFarm, tmp_path: Path) -> None:
-    env = controls_env(tmp_path, "sessions-end")
+    env = orch_env(tmp_path, "sessions-end", broker=False)
     store = Store(env["ORCH_DATABASE_URL"])
     playbook = sessions_playbook(tmp_path, "sessions-end", "20s")
     user_sessions(farm, busy="host1")
-    with under_load(farm.url, farm.haproxy.socket_path) as figures, stopping() as procs:
-        run = start_run(playbook, farm, env, tmp_path)
+    with under_load(farm.url, farm.haproxy.socket_path) as figures, cleanup(env) as procs:
+        run = start_run(playbook, farm.inventory, env, tmp_path / "run.log")
         procs.append(run)
         rollout_id = the_rollout(store).id
 
@@ -413,7 +425,8 @@ def test_sessions_that_end_while_host1_waits_let_it_be_updated(farm: LoopbackFar
             return status.state is H.DRAINING and status.progress.user_sessions == 3
 
         wait_for(counted_3, 30, "host1 to drain and count 3 user sessions")
-        time.sleep(1.0)  # at least one more probe and warning while they last
+        warned = warnings(farm)["host1"]
+        wait_for(lambda: warnings(farm)["host1"] > warned, 10, "one more warning while the sessions last")
         (farm.hosts[0].app_dir.parent / "sessions").write_text("0\n")
         ended_at = time.time()
         code = run.wait(90)
@@ -445,26 +458,32 @@ SLOW_STEP = {"run": "sleep 3", "timeout": "20s"}
 def test_pause_lets_the_host_in_flight_finish_and_resume_continues(
     farm: LoopbackFarm, tmp_path: Path
 ) -> None:
-    env = controls_env(tmp_path, "pause")
+    env = orch_env(tmp_path, "pause", broker=False)
     store = Store(env["ORCH_DATABASE_URL"])
     playbook = write_playbook(tmp_path, "pause", steps_before=[SLOW_STEP])
     with (
         under_load(farm.url, farm.haproxy.socket_path) as figures,
         ServerWatch(farm) as watch,
-        stopping() as procs,
+        cleanup(env) as procs,
     ):
-        run = start_run(playbook, farm, env, tmp_path)
+        run = start_run(playbook, farm.inventory, env, tmp_path / "run.log")
         procs.append(run)
         rollout_id = the_rollout(store).id
         wait_for(lambda: host_states(store, rollout_id)["host1"] is H.UPDATING, 30, "host1 to update")
         paused = cli(["pause", rollout_id, "--as", "carol"], env)
         wait_for(lambda: host_states(store, rollout_id)["host1"] is H.SUCCEEDED, 30, "host1 to finish")
         quiet_from = time.time()
-        time.sleep(4.0)  # the next host must not start, whatever the reconciler does
+        # A deliberate window: the next host must not start, whatever the reconciler does, in any sample.
+        held_samples = sample_for(
+            4.0,
+            lambda: (
+                state_text(store, rollout_id),
+                rollout_of(store, rollout_id),
+                [s for s in store.steps(rollout_id) if s.host != "host1"],
+            ),
+        )
         quiet_until = time.time()
-        held = state_text(store, rollout_id)
-        held_rollout = rollout_of(store, rollout_id)
-        held_steps = [s for s in store.steps(rollout_id) if s.host != "host1"]
+        held = held_samples[-1][0]
         resumed = orchestrator(["resume", rollout_id, "--as", "carol"], env, tmp_path / "resume.log")
         procs.append(resumed)
         code = run.wait(60)
@@ -482,9 +501,11 @@ def test_pause_lets_the_host_in_flight_finish_and_resume_continues(
     )
 
     assert paused.returncode == 0, paused.stdout + paused.stderr
-    assert held_rollout.state is R.PAUSED and "carol" in held_rollout.reason, held_rollout
-    assert held == "host1 succeeded, host2 pending, host3 pending, host4 pending", held
-    assert not held_steps, journal_text(held_steps)
+    assert len(held_samples) >= 20, len(held_samples)
+    for held, held_rollout, held_steps in held_samples:
+        assert held_rollout.state is R.PAUSED and "carol" in held_rollout.reason, held_rollout
+        assert held == "host1 succeeded, host2 pending, host3 pending, host4 pending", held
+        assert not held_steps, journal_text(held_steps)
     assert len(watch.samples(quiet_from, quiet_until)) > 10
     assert not out_while_paused, out_while_paused[:3]
     assert code == 0 and resume_code == 0, output
@@ -493,46 +514,88 @@ def test_pause_lets_the_host_in_flight_finish_and_resume_continues(
     assert measured.load.failed == 0, measured.load.failures()[:5]
     actors = {(action, actor) for _, action, actor, _ in store.actions(rollout_id)}
     assert ("pause", "carol") in actors, actors
-    assert actors & {("resume", "carol"), ("unpause", "carol")}, f"carol's resume is not audited: {actors}"
+    assert ("unpause", "carol") in actors, f"carol's resume is not audited: {actors}"
     assert_all_in_service(farm)
 
 
+def running_step(store: Store, rollout_id: str, host: str, step: str) -> bool:
+    return any(s.step == step and s.outcome == "running" for s in journal_of(store, rollout_id, host))
+
+
+def reasserted_by_reconciler(store: Store, rollout_id: str, host: str) -> str | None:
+    """The reconciler's guard's action row that re-asserted ``host`` on the load balancer, if any."""
+    return next(
+        (
+            detail
+            for _, action, actor, detail in store.actions(rollout_id)
+            if action == "lb_reasserted" and actor == "reconciler" and f"re-asserted {host} " in detail
+        ),
+        None,
+    )
+
+
 def test_reconciler_leaves_a_host_waiting_at_the_gate_alone(farm: LoopbackFarm, tmp_path: Path) -> None:
-    env = controls_env(tmp_path, "reconciler")
+    env = orch_env(tmp_path, "reconciler", broker=False)
     store = Store(env["ORCH_DATABASE_URL"])
-    playbook = write_playbook(tmp_path, "reconciler", steps_before=[SLOW_STEP])
-    with stopping() as procs:
-        run = start_run(playbook, farm, env, tmp_path)
+    # host1's first update step blocks its tick for 5 s: only the reconciler's rounds watch HAProxy then.
+    playbook = write_playbook(tmp_path, "reconciler", steps_before=[{"run": "sleep 5", "timeout": "20s"}])
+    with cleanup(env) as procs:
+        run = start_run(playbook, farm.inventory, env, tmp_path / "run.log")
         procs.append(run)
         rollout_id = the_rollout(store).id
-        wait_for(lambda: host_states(store, rollout_id)["host1"] is H.UPDATING, 30, "host1 to update")
+        wait_for(lambda: running_step(store, rollout_id, "host1", "update[0]"), 30, "host1's update[0]")
         assert cli(["pause", rollout_id, "--as", "carol"], env).returncode == 0
+        # The positive control: the reconciler runs its rounds in this `run`. Put host1, held out for its
+        # update, back to ready behind the rollout's back; the next round (not host1's blocked tick)
+        # must set it to maint again, and say so.
+        lb(farm).ready("host1")
+        guarded = wait_for(
+            lambda: reasserted_by_reconciler(store, rollout_id, "host1"), 4, "the reconciler to guard host1"
+        )
         wait_for(lambda: host_states(store, rollout_id)["host1"] is H.SUCCEEDED, 30, "host1 to finish")
         wait_for(lambda: store.host(rollout_id, "host2").token, 10, "host2's tick chain to start")
         since = time.time()
-        time.sleep(3.0)  # six reconciler rounds while host2 waits for the pause to be lifted
+        # A deliberate window of six reconciler rounds while host2 waits for the pause to be lifted: every
+        # sample must show it still waiting, and no round may have restarted it.
+        seen = sample_for(3.0, lambda: store.host(rollout_id, "host2"))
         restarts = [
             detail
             for at, action, _, detail in store.actions(rollout_id)
             if at >= since and action == "resume" and "host2" in detail
         ]
-        assert cli(["abort", rollout_id, "--as", "carol"], env).returncode == 0
+        aborted = cli(["abort", rollout_id, "--as", "carol"], env)
         code = run.wait(30)
+        output = run.output()
+    final = rollout_of(store, rollout_id)
     report(
         "reconciler while host2 waits at the gate of a paused rollout (3 s, a round every 0.5 s)",
-        f"{len(restarts)} restarts of host2 recorded: {restarts[:3]}; run exit {code}",
+        f"{len(restarts)} restarts of host2 recorded: {restarts[:3]}; {len(seen)} samples of host2 "
+        f"{sorted({h.state.value for h in seen})}; positive control: {guarded}; run exit {code}, "
+        f"{final.state.value} ({final.reason}); actions: {actions_text(store, rollout_id)}",
     )
 
     # Its chain is alive and looks again every second: the reconciler must not restart it each round.
     assert not restarts, restarts
+    assert len(seen) >= 20, len(seen)
+    assert {h.state for h in seen} == {H.PENDING}, [h.state for h in seen]
+    assert "host1 maint" in guarded, guarded
+    assert aborted.returncode == 0, aborted.stdout + aborted.stderr
+    assert code == 1, output
+    assert final.state is R.ABORTED, final.reason
+    assert host_states(store, rollout_id) == {
+        "host1": H.SUCCEEDED,
+        "host2": H.SKIPPED,
+        "host3": H.SKIPPED,
+        "host4": H.SKIPPED,
+    }
 
 
 def test_abort_finishes_the_host_in_flight_and_skips_the_rest(farm: LoopbackFarm, tmp_path: Path) -> None:
-    env = controls_env(tmp_path, "abort")
+    env = orch_env(tmp_path, "abort", broker=False)
     store = Store(env["ORCH_DATABASE_URL"])
     playbook = write_playbook(tmp_path, "abort", steps_before=[SLOW_STEP])
-    with under_load(farm.url, farm.haproxy.socket_path) as figures, stopping() as procs:
-        run = start_run(playbook, farm, env, tmp_path)
+    with under_load(farm.url, farm.haproxy.socket_path) as figures, cleanup(env) as procs:
+        run = start_run(playbook, farm.inventory, env, tmp_path / "run.log")
         procs.append(run)
         rollout_id = the_rollout(store).id
         wait_for(lambda: host_states(store, rollout_id)["host2"] is H.UPDATING, 40, "host2 to update")
@@ -563,12 +626,12 @@ def test_abort_finishes_the_host_in_flight_and_skips_the_rest(farm: LoopbackFarm
 
 
 def test_abort_while_draining_puts_the_host_back_as_it_was(farm: LoopbackFarm, tmp_path: Path) -> None:
-    env = controls_env(tmp_path, "abort-drain")
+    env = orch_env(tmp_path, "abort-drain", broker=False)
     store = Store(env["ORCH_DATABASE_URL"])
     playbook = sessions_playbook(tmp_path, "abort-drain", "30s")  # host1's user sessions hold it in drain
     user_sessions(farm, busy="host1")
-    with under_load(farm.url, farm.haproxy.socket_path) as figures, stopping() as procs:
-        run = start_run(playbook, farm, env, tmp_path)
+    with under_load(farm.url, farm.haproxy.socket_path) as figures, cleanup(env) as procs:
+        run = start_run(playbook, farm.inventory, env, tmp_path / "run.log")
         procs.append(run)
         rollout_id = the_rollout(store).id
         wait_for(lambda: host_states(store, rollout_id)["host1"] is H.DRAINING, 30, "host1 to drain")
@@ -626,7 +689,7 @@ def window_playbook(tmp_path: Path, allowed: list[str] | None) -> Path:
 
 
 def test_window_closing_mid_rollout_pauses_and_resumes_by_itself(farm: LoopbackFarm, tmp_path: Path) -> None:
-    env = controls_env(tmp_path, "window")
+    env = orch_env(tmp_path, "window", broker=False)
     store = Store(env["ORCH_DATABASE_URL"])
     spec = load_spec(window_playbook(tmp_path, None), farm.inventory)
     need = expected_host_seconds(spec, [])
@@ -634,10 +697,11 @@ def test_window_closing_mid_rollout_pauses_and_resumes_by_itself(farm: LoopbackF
     plan = plan_window(time.time(), need + 5)
     playbook = window_playbook(tmp_path, plan.allowed)
     changes: list[tuple[float, RolloutState, str]] = []
-    with ServerWatch(farm, max_seconds=400) as watch, stopping() as procs:
+    with ServerWatch(farm, max_seconds=400) as watch, cleanup(env) as procs:
+        # Not a wait for a condition: the launch instant is part of the window's plan on the wall clock.
         time.sleep(max(0.0, plan.launch - time.time()))
         launched = time.time()
-        run = start_run(playbook, farm, env, tmp_path)
+        run = start_run(playbook, farm.inventory, env, tmp_path / "run.log")
         procs.append(run)
         rollout_id = the_rollout(store).id
         at_pause: dict[str, HostState] = {}
@@ -649,7 +713,7 @@ def test_window_closing_mid_rollout_pauses_and_resumes_by_itself(farm: LoopbackF
                 changes.append((time.time(), rollout.state, rollout.reason))
                 if rollout.state is R.PAUSED and not at_pause:
                     at_pause = host_states(store, rollout_id)
-            time.sleep(0.1)
+            time.sleep(0.1)  # the sampling period of the rollout's state changes
         code = run.wait(10)
         output = run.output()
     final = rollout_of(store, rollout_id)

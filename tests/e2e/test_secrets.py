@@ -16,6 +16,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,11 +27,9 @@ import yaml
 from orchestrator.lab.loopback import LoopbackFarm
 from orchestrator.lab.sshd import free_port
 from orchestrator.store.db import Store
-from tests.e2e.fault_helpers import RABBITMQ, forget_queue
+from tests.e2e.helpers import PLAYBOOKS, RABBITMQ, cli, forget_queue, report
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
-
-PLAYBOOKS = Path(__file__).resolve().parents[2] / "playbooks"
 
 
 class Recorder(http.server.BaseHTTPRequestHandler):
@@ -125,22 +124,10 @@ def write_inputs(farm: LoopbackFarm, tmp: Path, values: dict[str, str], port: in
     return playbook
 
 
-def cli(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "orchestrator", *args],
-        env={**os.environ, **env},
-        capture_output=True,
-        text=True,
-        timeout=180,
-        stdin=subprocess.DEVNULL,
-        check=False,
-    )
-
-
 def occurrences(blobs: dict[str, bytes], values: dict[str, str]) -> list[str]:
     forms = set()
     for value in values.values():
-        forms |= {value, value[4:], urllib.request.quote(value, safe="")}  # raw, its random part, encoded
+        forms |= {value, value[4:], urllib.parse.quote(value, safe="")}  # raw, its random part, encoded
     return [f"{where}: {form!r}" for where, blob in blobs.items() for form in forms if form.encode() in blob]
 
 
@@ -167,7 +154,7 @@ def test_planted_secrets_are_used_and_never_written(
     assert "***" in plan.stdout
 
     # 1. In-process worker, logs at DEBUG on stderr.
-    done = cli(["run", str(good), "-i", str(farm.inventory)], {**env, "ORCH_BROKER_URL": ""})
+    done = cli(["run", str(good), "-i", str(farm.inventory)], {**env, "ORCH_BROKER_URL": ""}, timeout=180)
     assert done.returncode == 0, done.stdout + done.stderr
     outputs = {"plan": plan.stdout + plan.stderr, "run (in process)": done.stdout + done.stderr}
 
@@ -201,7 +188,7 @@ def test_planted_secrets_are_used_and_never_written(
             start_new_session=True,
         )
         try:
-            failed = cli(["run", str(broken), "-i", str(farm.inventory)], broker_env)
+            failed = cli(["run", str(broken), "-i", str(farm.inventory)], broker_env, timeout=180)
             metrics = urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10).read()
             live_store = written(home)  # while the worker holds the store: -wal and -shm are there
 
@@ -240,9 +227,7 @@ def test_planted_secrets_are_used_and_never_written(
 
     found = occurrences(blobs, values)
     sizes = {k: len(v) for k, v in blobs.items()}
-    sys.__stdout__.write(
-        f"\n[planted secrets] searched {len(blobs)} blobs, {sum(sizes.values())} bytes: {sizes}\n"
-    )
+    report("planted secrets", f"searched {len(blobs)} blobs, {sum(sizes.values())} bytes: {sizes}")
     assert found == [], found
     # Files the store wrote are private.
     for path in home.rglob("*"):

@@ -168,6 +168,7 @@ class FakeSnapshots:
         self.calls.append(("delete", domain, name))
 
     def list(self, domain: str) -> list[str]:
+        _raise_queued(self.errors, "list")
         return list(self.snapshots.get(domain, []))
 
 
@@ -330,11 +331,13 @@ class FakeRuntime(Runtime):
         self.snaps = FakeSnapshots()
         self.pool = FakeRemotePool()
         self.checks = FakeChecks()
+        self.secrets: list[SecretValues] = []  # what each snapshots() call was handed
 
     def adapters(self, spec: RolloutSpec) -> Adapters:
         return Adapters(lb=self.lb, snapshots=lambda _host: self.snaps, remotes=self.pool, check=self.checks)
 
     def snapshots(self, spec: RolloutSpec, host: HostSpec, secrets: SecretValues) -> FakeSnapshots:
+        self.secrets.append(secrets)
         return self.snaps
 
 

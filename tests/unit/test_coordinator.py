@@ -6,21 +6,26 @@ the store's time is a fake clock, which each delivery moves by the tick's countd
 
 from __future__ import annotations
 
+import logging
 import socket
 import subprocess
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
+from orchestrator.adapters.loadbalancers.base import AdminState
 from orchestrator.engine.rollout import coordinator, operations, recovery
 from orchestrator.engine.rollout.claims import LEASE
-from orchestrator.errors import RemoteError, StoreUnavailable
+from orchestrator.engine.rollout.outage import PatientStore
+from orchestrator.engine.secrets import SecretValues
+from orchestrator.errors import HypervisorError, RemoteError, StoreUnavailable
 from orchestrator.model.progress import Progress
 from orchestrator.model.records import HostStatus, Rollout
-from orchestrator.model.states import HostState, RolloutState
+from orchestrator.model.states import HostState, PauseCause, RolloutState
 from orchestrator.store.db import Store
 from tests.unit.fakes import FakeClock, FakeLoadBalancer, FakeRuntime, host_spec, rollout_spec, sqlite_store
 
@@ -131,7 +136,7 @@ def test_batches_run_one_after_another_and_the_rollout_succeeds(tmp_path: Path) 
     f = farm(tmp_path, [["web1"], ["web2", "web3"]])
     f.start()
     assert f.rollout().state is R.RUNNING
-    assert f.scheduler.hosts() == ["web1"]  # only the first batch starts
+    assert f.scheduler.queue == [Tick(RID, "web1", f.host("web1").token, 0.0)]  # the first batch, at once
     f.run(until=lambda: f.scheduler.hosts() != ["web1"])
     # The second batch starts, both hosts at once, only once the first batch is done.
     assert f.states() == {"web1": S.SUCCEEDED, "web2": S.PENDING, "web3": S.PENDING}
@@ -177,6 +182,7 @@ def test_snapshot_retention_applies_once_the_whole_rollout_succeeded(
         assert rows == []
     else:
         assert [a for a, _ in rows] == [recorded, recorded]
+        assert all(isinstance(x, SecretValues) for x in f.runtime.secrets) and f.runtime.secrets
         assert rows[0][1].startswith("web1: orch-R1")
         assert ("delete refused" in rows[0][1]) is delete_fails
 
@@ -195,7 +201,11 @@ def test_a_batch_that_needs_approval_waits_for_it_and_approve_starts_the_next(tm
     f = approval_farm(tmp_path)
     rollout = f.rollout()
     assert rollout.state is R.AWAITING_APPROVAL and f.scheduler.queue == []  # nothing ticks meanwhile
-    assert f"`orchestrator approve {RID} --as NAME`" in rollout.reason
+    assert rollout.reason == (
+        f"batch 1 done; `orchestrator approve {RID} --as NAME` or `orchestrator reject {RID} --as NAME` "
+        "(after 14400s: reject)"
+    )
+    assert f.store.actions(RID)[0][1:] == ("approval_requested", "orchestrator", "after batch 1")
     assert f.states() == {"web1": S.SUCCEEDED, "web2": S.PENDING} and f.host("web2").token == ""
     assert f.actions() == ["approval_requested"]
     recovery.reconcile(f.store, f.scheduler, clock=f.clock)  # the reconciler leaves it waiting
@@ -238,7 +248,11 @@ def test_an_approval_that_times_out_is_decided_by_the_reconciler(
     assert recovery.reconcile(f.store, f.scheduler, clock=f.clock) == []
     f.clock.advance(1)
     (line,) = recovery.reconcile(f.store, f.scheduler, clock=f.clock)
-    assert line.startswith(f"{RID} approval timed out after 600s: ") and "approval timeout" in line
+    assert line == f"{RID} approval timed out after 600s: " + (
+        "approved by approval timeout: batch 2 starts (web2)"
+        if decision == "approve"
+        else "rejected by approval timeout: the rollout stops here"
+    )
     assert f.actions()[-2:] == [decision, "resume"]
     f.run()
     assert f.rollout().state is final
@@ -286,6 +300,10 @@ def test_a_failure_under_rollback_all_reverts_every_updated_host_newest_first(tm
         RemoteError("cannot upload /a/app.tgz to web3:/tmp/a: the local file does not exist", host="web3")
     ]
     f.start()
+    f.run(until=lambda: f.rollout().state is not R.RUNNING)
+    rollout = f.rollout()  # web3 failed: the rollback of the others begins, nothing else starts
+    assert (rollout.state, rollout.reason) == (R.ROLLING_BACK, "rollback_all after failures")
+    assert f.states()["web4"] is S.SKIPPED and f.scheduler.hosts() == ["web2"]
     f.run()
     rollout = f.rollout()
     assert rollout.state is R.ROLLED_BACK
@@ -394,15 +412,23 @@ def test_the_lease_is_released_after_each_tick(tmp_path: Path) -> None:
 
 
 class DownStore(Store):
-    """A store that stops answering (past its outage budget) once, at the first use of ``down_at``."""
+    """A store whose method ``down_at`` does not answer for its next ``times`` calls."""
 
     down_at = ""
+    times = 1
 
     def __getattribute__(self, name: str) -> Any:
-        if name != "down_at" and name == object.__getattribute__(self, "down_at"):
-            self.down_at = ""
-            raise StoreUnavailable("ORCH_DATABASE_URL: the store does not answer")
-        return object.__getattribute__(self, name)
+        found = object.__getattribute__(self, name)
+        if name != object.__getattribute__(self, "down_at") or not callable(found):
+            return found
+
+        def down(*args: Any, **kwargs: Any) -> Any:
+            if self.times > 0:
+                self.times -= 1
+                raise StoreUnavailable("ORCH_DATABASE_URL: the store does not answer")
+            return found(*args, **kwargs)
+
+        return down
 
 
 def test_a_first_tick_that_never_came_is_sent_again_by_the_reconciler(tmp_path: Path) -> None:
@@ -429,10 +455,10 @@ def test_a_host_in_flight_whose_tick_was_lost_is_resumed_where_it_stands(tmp_pat
     f.step()
     f.scheduler.take()  # lost
     f.clock.advance(29)
-    assert recovery.reconcile(f.store, f.scheduler, quiet_for=30.0) == []
+    assert recovery.reconcile(f.store, f.scheduler) == []  # quiet for 30 s by default
     f.clock.advance(1)
-    assert recovery.reconcile(f.store, f.scheduler, quiet_for=30.0) == [f"{RID} web1: resumed in checking"]
-    assert recovery.reconcile(f.store, f.scheduler, quiet_for=30.0) == []  # a new chain counts as progress
+    assert recovery.reconcile(f.store, f.scheduler) == [f"{RID} web1: resumed in checking"]
+    assert recovery.reconcile(f.store, f.scheduler) == []  # a new chain counts as progress
     f.run()
     assert f.rollout().state is R.SUCCEEDED and f.runtime.lb.calls.count(("drain", "web1")) == 1
 
@@ -516,7 +542,7 @@ def test_two_workers_finishing_a_batch_at_once_start_the_next_exactly_once(
 
 
 def test_a_bug_in_a_tick_fails_the_rollout_saying_where_the_host_stood(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     f = farm(tmp_path, [["web1"], ["web2"]])
     f.start()
@@ -530,6 +556,7 @@ def test_a_bug_in_a_tick_fails_the_rollout_saying_where_the_host_stood(
     rollout = f.rollout()
     assert rollout.state is R.FAILED
     assert rollout.reason == "internal error on web1 in state checking: ZeroDivisionError('oops')"
+    assert f"tick of {RID}/web1 crashed" in caplog.text
     assert f.scheduler.queue == []
     # Its lease was let go: nobody holds a host of a failed rollout.
     assert f.store.claim_host(RID, "web1", tick.token, "worker-b/7", LEASE) == "claimed"
@@ -551,7 +578,9 @@ def test_a_store_gone_mid_tick_holds_the_host_and_the_same_chain_comes_back_late
     assert f.rollout().state is R.SUCCEEDED
 
 
-def test_a_tick_superseded_midway_stops_without_failing_the_rollout(tmp_path: Path) -> None:
+def test_a_tick_superseded_midway_stops_without_failing_the_rollout(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     f = farm(tmp_path, [["web1"]])
     f.start()
     tick = f.scheduler.take()
@@ -563,6 +592,9 @@ def test_a_tick_superseded_midway_stops_without_failing_the_rollout(tmp_path: Pa
     f.runtime.lb.on_state = a_newer_chain_took_over  # inside the tick, before its first save
     f.deliver(tick)
     assert f.rollout().state is R.RUNNING
+    assert (
+        f"tick of {RID}/web1 stops: {RID}/web1: a newer tick chain holds the host; the worker" in caplog.text
+    )
     (newer,) = f.scheduler.queue
     assert newer.token == f.host("web1").token != tick.token
     f.run()
@@ -593,3 +625,198 @@ def test_unknown_and_ended_rollouts_are_left_alone(tmp_path: Path) -> None:
     f.run()
     assert recovery.restart(f.store, f.scheduler, RID, actor="x") == []
     assert f.host("web1").progress == Progress.from_json(f.host("web1").progress.to_json())
+
+
+def test_a_store_outage_past_its_budget_is_said_once_per_host_and_then_recorded_and_lifted(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    f = farm(tmp_path, [["web1"]])
+    down = DownStore(f.store.url, clock=f.clock)
+    store = PatientStore(down, budget=1.0, sleep=f.clock.advance, clock=f.clock)
+    f.start()
+    down.down_at, down.times = "rollout", 10**6
+    caplog.set_level(logging.DEBUG, logger="orchestrator.engine.rollout.coordinator")
+    said = (
+        f"{RID}: the store still does not answer, past its outage budget; web1 holds where it is, "
+        "looking again every 5s"
+    )
+    for _ in range(2):
+        f.deliver(f.scheduler.take(), store=cast(Store, store))
+    levels = [r.levelno for r in caplog.records if r.getMessage() == said]
+    assert levels == [logging.WARNING, logging.DEBUG]  # said once per host and outage
+    assert not store.first_overrun(f"{RID}/web1")  # the tick said it under its own name
+    assert [t.delay for t in f.scheduler.queue] == [5.0]
+    down.times = 0  # back
+    f.deliver(f.scheduler.take(), store=cast(Store, store))
+    assert f.actions()[0] == "store_outage"
+    f.run()
+    rollout = f.rollout()
+    assert rollout.state is R.SUCCEEDED and rollout.pause_cause is None
+
+
+def test_a_tick_for_a_host_already_done_asks_no_adapter_and_moves_the_rollout_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    f = farm(tmp_path, [["web1"], ["web2"]], stabilize_successes=1)
+    down = DownStore(f.store.url, clock=f.clock)
+    down.down_at = "claim_next_batch"
+    f.start()
+    f.deliver(f.scheduler.take(), store=down)
+    assert f.states()["web1"] is S.SUCCEEDED
+    adapters = f.runtime.adapters
+
+    def not_for_web1(spec: object) -> object:
+        raise AssertionError("a host already done needs no adapter")
+
+    monkeypatch.setattr(f.runtime, "adapters", not_for_web1)
+    f.step("web1")  # the tick that came back after the outage
+    assert f.scheduler.hosts() == ["web2"] and f.rollout().state is R.RUNNING
+    monkeypatch.setattr(f.runtime, "adapters", adapters)
+    f.run()
+    assert f.rollout().state is R.SUCCEEDED
+
+
+def test_a_bug_in_a_tick_of_a_rollout_that_ended_meanwhile_leaves_its_ending_alone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    f = farm(tmp_path, [["web1"]])
+    f.start()
+
+    def ended_then_broke(spec: object) -> object:
+        f.store.finish_rollout(RID, R.HALTED, "halted: by hand")
+        raise ZeroDivisionError("oops")
+
+    monkeypatch.setattr(f.runtime, "adapters", ended_then_broke)
+    f.step()
+    assert f.rollout().state is R.HALTED and f.rollout().reason == "halted: by hand"
+
+
+def _unanswered() -> HypervisorError:
+    return HypervisorError("libvirt did not answer within 300s", domain="web1-vm", unanswered=True)
+
+
+def test_a_silent_hypervisor_pauses_the_rollout_until_it_answers_then_the_host_goes_on(
+    tmp_path: Path,
+) -> None:
+    f = farm(tmp_path, [["web1"]])
+    f.runtime.snaps.errors["create"] = [_unanswered()]
+    f.start()
+    f.step()
+    rollout = f.rollout()
+    assert (rollout.state, rollout.pause_cause) == (R.PAUSED, PauseCause.HYPERVISOR)
+    assert f.states()["web1"] is S.PENDING and f.lb_calls("web1") == ["drain", "maint", "ready"]
+    f.runtime.snaps.errors["list"] = [_unanswered()]
+    f.step()  # back in service, at the gate, which asks the hypervisor: still silent, the host holds
+    assert f.rollout().state is R.PAUSED and f.lb_calls("web1") == ["drain", "maint", "ready"]
+    assert f.scheduler.queue[0].delay == 10.0
+    f.step()  # it answers: the host passes the gate, the pause lifts
+    assert f.rollout().state is R.RUNNING and f.states()["web1"] is not S.PENDING
+    f.run()
+    assert f.rollout().state is R.SUCCEEDED
+
+
+def test_resume_restarts_a_host_in_flight_at_once_and_records_who_did(tmp_path: Path) -> None:
+    f = farm(tmp_path, [["web1"]])
+    f.start()
+    f.step()
+    f.scheduler.take()  # its worker died with the tick
+    assert recovery.restart(f.store, f.scheduler, RID, actor="alice") == ["web1: resumed in checking"]
+    assert f.store.actions(RID)[-1][1:] == ("resume", "alice", "web1: resumed in checking")
+    assert f.scheduler.hosts() == ["web1"]
+    f.run()
+    assert f.rollout().state is R.SUCCEEDED
+
+
+def test_an_approval_given_in_another_process_is_carried_out_by_the_reconciler(tmp_path: Path) -> None:
+    f = approval_farm(tmp_path)
+    operations.approve(f.store, None, RID, "alice")  # no scheduler there: only the store changes
+    assert f.scheduler.queue == [] and f.rollout().state is R.RUNNING
+    assert recovery.reconcile(f.store, f.scheduler) == [f"{RID} started web2"]
+    assert recovery.reconcile(f.store, f.scheduler) == []  # started once
+    f.run()
+    assert f.rollout().state is R.SUCCEEDED
+
+
+class Rounds(threading.Event):
+    """The reconciler's stop event, letting ``n`` rounds run without ever waiting."""
+
+    def __init__(self, n: int) -> None:
+        super().__init__()
+        self.n = n
+        self.waits: list[float | None] = []
+
+    def wait(self, timeout: float | None = None) -> bool:
+        self.waits.append(timeout)
+        return len(self.waits) > self.n
+
+
+def test_each_reconciler_round_guards_the_load_balancer_then_resumes_what_stalled_then_runs_its_hook(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    f = farm(tmp_path, [["web1"]])
+    f.start()
+    f.step()
+    f.scheduler.take()  # lost
+    f.runtime.lb.reload()  # and HAProxy forgot web1's maint meanwhile
+    f.clock.advance(30)  # quiet for 30 s by default
+    order: list[str] = []
+    stop = Rounds(2)
+
+    def lbs(config: object) -> FakeLoadBalancer:
+        order.append("guard")
+        return f.runtime.lb
+
+    recovery.reconcile_forever(
+        f.store, f.scheduler, stop=stop, each_round=lambda: order.append("hook"), loadbalancers=lbs
+    )
+    assert stop.waits == [5.0, 5.0, 5.0] and order == ["guard", "hook", "guard", "hook"]
+    assert f.runtime.lb.admin["web1"] is AdminState.MAINT
+    assert [(a, who) for _, a, who, _ in f.store.actions(RID)] == [
+        ("lb_reasserted", "reconciler"),
+        ("resume", "reconciler"),
+    ]
+    assert f"reconciler: {RID} web1: resumed in checking" in caplog.text
+    assert f.scheduler.hosts() == ["web1"]
+
+
+def test_a_failing_reconciler_round_is_said_and_the_next_one_runs(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    f = farm(tmp_path, [["web1"]])
+    f.start()
+    failures: list[Exception] = [
+        StoreUnavailable("the store does not answer"),
+        ZeroDivisionError("guard bug"),
+    ]
+    hooks: list[Exception] = [StoreUnavailable("still no store"), ZeroDivisionError("hook bug")]
+
+    def lbs(config: object) -> FakeLoadBalancer:
+        if failures:
+            raise failures.pop(0)
+        return f.runtime.lb
+
+    def hook() -> None:
+        if hooks:
+            raise hooks.pop(0)
+
+    stop = Rounds(3)
+    recovery.reconcile_forever(f.store, f.scheduler, every=0.5, stop=stop, each_round=hook, loadbalancers=lbs)
+    assert stop.waits == [0.5] * 4 and failures == [] and hooks == []
+    said = [(r.levelname, r.getMessage()) for r in caplog.records]
+    assert ("WARNING", "load balancer guard skipped: the store does not answer") in said
+    assert ("ERROR", "load balancer guard failed") in said
+    assert ("WARNING", "reconciler round skipped: still no store") in said
+    assert ("ERROR", "reconciler round failed") in said
+
+
+def test_the_reconciler_ends_a_rollout_whose_last_host_ended_while_nobody_looked(tmp_path: Path) -> None:
+    f = farm(tmp_path, [["web1"]], stabilize_successes=1)
+    down = DownStore(f.store.url, clock=f.clock)
+    down.down_at = "finish_rollout"
+    f.start()
+    f.deliver(f.scheduler.take(), store=down)
+    f.scheduler.take()  # the tick sent to try again is lost
+    assert f.states()["web1"] is S.SUCCEEDED and f.rollout().state is R.RUNNING
+    assert recovery.reconcile(f.store, f.scheduler) == [f"{RID} moved on: succeeded, batch 1"]
+    assert f.rollout().state is R.SUCCEEDED
+    # Known gap: the reconciler has no runtime, so retention delete_on_success is not applied here.

@@ -182,6 +182,7 @@ def test_snapshot_retention_applies_once_the_whole_rollout_succeeded(
         assert rows == []
     else:
         assert [a for a, _ in rows] == [recorded, recorded]
+        assert {who for _, a, who, _ in f.store.actions(RID) if a == recorded} == {"orchestrator"}
         assert all(isinstance(x, SecretValues) for x in f.runtime.secrets) and f.runtime.secrets
         assert rows[0][1].startswith("web1: orch-R1")
         assert ("delete refused" in rows[0][1]) is delete_fails
@@ -556,7 +557,7 @@ def test_a_bug_in_a_tick_fails_the_rollout_saying_where_the_host_stood(
     rollout = f.rollout()
     assert rollout.state is R.FAILED
     assert rollout.reason == "internal error on web1 in state checking: ZeroDivisionError('oops')"
-    assert f"tick of {RID}/web1 crashed" in caplog.text
+    assert f"tick of {RID}/web1 crashed" in [r.getMessage() for r in caplog.records]
     assert f.scheduler.queue == []
     # Its lease was let go: nobody holds a host of a failed rollout.
     assert f.store.claim_host(RID, "web1", tick.token, "worker-b/7", LEASE) == "claimed"

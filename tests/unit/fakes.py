@@ -2,7 +2,8 @@
 
 Every fake is in memory, deterministic and never sleeps; each records what it was asked to do so a
 test can assert the exact sequence of actions. Errors queued in ``errors[method]`` are raised, one per
-call and in order, before the method acts (an empty queue means "work normally").
+call and in order, before the method acts (an empty queue means "work normally"); the remote pool also
+takes ``errors[f"{method}@{host}"]``, for one host only.
 """
 
 from __future__ import annotations
@@ -18,19 +19,23 @@ from orchestrator.adapters.checks.base import CheckResult
 from orchestrator.adapters.loadbalancers.base import AdminState, Instance, ServerState
 from orchestrator.engine.host.machine import HostPipeline
 from orchestrator.engine.host.ports import Adapters
-from orchestrator.errors import CommandTimeout, HypervisorError
+from orchestrator.engine.secrets import SecretValues
+from orchestrator.engine.wiring import Runtime
+from orchestrator.errors import CommandTimeout, HypervisorError, LoadBalancerError
 from orchestrator.model.inventory import HAProxyConfig, LibvirtConfig
 from orchestrator.model.progress import Progress
 from orchestrator.model.spec import CheckSpec, HostSpec, RolloutSpec, SSHSpec, StepSpec
 from orchestrator.model.states import HostState
 from orchestrator.results import CommandResult
 from orchestrator.retry import RetryPolicy
+from orchestrator.store.db import Store
 
 
-def _raise_queued(errors: dict[str, list[Exception]], method: str) -> None:
-    queue = errors.get(method)
-    if queue:
-        raise queue.pop(0)
+def _raise_queued(errors: dict[str, list[Exception]], method: str, host: str = "") -> None:
+    for key in (f"{method}@{host}", method) if host else (method,):
+        queue = errors.get(key)
+        if queue:
+            raise queue.pop(0)
 
 
 class FakeClock:
@@ -52,11 +57,21 @@ class FakeLoadBalancer:
     ``sessions[server]`` is what ``state`` reports (lower it to end a drain). After the n-th ``ready``
     of a server, its status is ``statuses_after_ready[n-1]`` (the last entry repeats): ["DOWN", "UP"]
     is a server whose first return never passes the LB's check but whose second does.
+
+    With ``servers`` it is the whole backend, as HAProxy sees it: ``servers()`` lists every one of them,
+    and a name not among them raises (non-transient), as the real adapter does. Without, any name is
+    taken as a server in service, and ``servers()`` lists only those already acted on.
     """
 
-    def __init__(self, backend: str = "app", statuses_after_ready: list[str] | None = None) -> None:
+    def __init__(
+        self,
+        backend: str = "app",
+        statuses_after_ready: list[str] | None = None,
+        servers: list[str] | None = None,
+    ) -> None:
         self.backend = backend
-        self.admin: dict[str, AdminState] = {}
+        self.known = frozenset(servers) if servers is not None else None
+        self.admin: dict[str, AdminState] = dict.fromkeys(servers or [], AdminState.READY)
         self.sessions: dict[str, int] = {}
         self.statuses_after_ready = statuses_after_ready or ["UP"]
         self.readies: Counter[str] = Counter()
@@ -64,9 +79,16 @@ class FakeLoadBalancer:
         self.attempts: Counter[str] = Counter()  # every call, failed ones included
         self.errors: dict[str, list[Exception]] = {}
 
+    def _known(self, server: str) -> None:
+        if self.known is not None and server not in self.known:
+            raise LoadBalancerError(
+                f"backend {self.backend} has no server {server!r}; it has: {', '.join(sorted(self.known))}"
+            )
+
     def _act(self, method: str, server: str, admin: AdminState) -> None:
         self.attempts[method] += 1
         _raise_queued(self.errors, method)
+        self._known(server)
         self.admin[server] = admin
         if admin is AdminState.READY:
             self.readies[server] += 1
@@ -86,6 +108,7 @@ class FakeLoadBalancer:
             self.on_state(self)
         self.attempts["state"] += 1
         _raise_queued(self.errors, "state")
+        self._known(server)
         admin = self.admin.get(server, AdminState.READY)
         if admin is AdminState.READY:
             n = self.readies[server]
@@ -145,6 +168,7 @@ class FakeSnapshots:
         self.calls.append(("delete", domain, name))
 
     def list(self, domain: str) -> list[str]:
+        _raise_queued(self.errors, "list")
         return list(self.snapshots.get(domain, []))
 
 
@@ -156,6 +180,8 @@ class FakeRemote:
 
     def run(self, command: str, *, timeout: float) -> CommandResult:
         self.pool.commands.append((self.host, command))
+        # Raised after the command was sent: a connection lost mid-command (it may have partly run).
+        _raise_queued(self.pool.errors, "run", self.host)
         for pattern, outcome in self.pool.outcomes.items():
             if pattern in command:
                 if outcome == "timeout":
@@ -171,6 +197,7 @@ class FakeRemote:
         return CommandResult(command, exit_code, out + "\n", stderr, 0.01)
 
     def upload(self, local: Path, remote_path: str, *, mode: int | None = None) -> None:
+        _raise_queued(self.pool.errors, "upload", self.host)
         self.pool.uploads.append((self.host, local, remote_path, mode))
 
     def close(self) -> None:
@@ -193,7 +220,7 @@ class FakeRemotePool:
 
     def get(self, host: HostSpec) -> FakeRemote:
         self.gets += 1
-        _raise_queued(self.errors, "get")
+        _raise_queued(self.errors, "get", host.name)
         if host.name not in self._open:
             self._open[host.name] = FakeRemote(self, host.name)
         return self._open[host.name]
@@ -294,7 +321,32 @@ class MemoryJournal:
         return [(s.step, s.outcome) for s in self.steps]
 
 
+class FakeRuntime(Runtime):
+    """The process's adapters for the coordinator's ticks, all fakes, shared by every host of the
+    rollout (one load balancer backend, one hypervisor, one SSH pool), as one worker process has."""
+
+    def __init__(self, lb: FakeLoadBalancer | None = None) -> None:
+        super().__init__()  # an empty SSH pool: nothing connects
+        self.lb = lb or FakeLoadBalancer()
+        self.snaps = FakeSnapshots()
+        self.pool = FakeRemotePool()
+        self.checks = FakeChecks()
+        self.secrets: list[SecretValues] = []  # what each snapshots() call was handed
+
+    def adapters(self, spec: RolloutSpec) -> Adapters:
+        return Adapters(lb=self.lb, snapshots=lambda _host: self.snaps, remotes=self.pool, check=self.checks)
+
+    def snapshots(self, spec: RolloutSpec, host: HostSpec, secrets: SecretValues) -> FakeSnapshots:
+        self.secrets.append(secrets)
+        return self.snaps
+
+
 # Builders
+
+
+def sqlite_store(folder: Path, clock: Callable[[], float] | None = None) -> Store:
+    """A fresh store in a SQLite file under ``folder`` (pytest's tmp_path), on ``clock`` if given."""
+    return Store(f"sqlite:///{folder / 'store.db'}", clock=clock)
 
 
 def ssh_spec(address: str = "10.0.0.1") -> SSHSpec:

@@ -13,12 +13,12 @@ from orchestrator.engine.rollout.gate import Gate
 from orchestrator.model.playbook import WindowSpec
 from orchestrator.model.states import HostState, PauseCause, RolloutState
 from orchestrator.store.db import Store
-from tests.unit.fakes import FakeLoadBalancer, rollout_spec
+from tests.unit.fakes import FakeLoadBalancer, rollout_spec, sqlite_store
 
 
 @pytest.fixture
 def store(tmp_path: Path) -> Store:
-    return Store(f"sqlite:///{tmp_path / 'gate.db'}")
+    return sqlite_store(tmp_path)
 
 
 def paused(store: Store, cause: PauseCause, spec_overrides: dict[str, object] | None = None) -> Store:

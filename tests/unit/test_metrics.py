@@ -24,7 +24,7 @@ from orchestrator.model.progress import Progress
 from orchestrator.model.spec import RolloutSpec
 from orchestrator.model.states import HostState, RolloutState
 from orchestrator.store.db import Store
-from tests.unit.fakes import host_spec, rollout_spec
+from tests.unit.fakes import host_spec, rollout_spec, sqlite_store
 
 S = HostState
 TO_UPDATING = [S.DRAINING, S.OUT_OF_POOL, S.SNAPSHOTTING, S.UPDATING]
@@ -36,7 +36,7 @@ Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
 @pytest.fixture
 def store(tmp_path: Path) -> Iterator[Store]:
-    store = Store(f"sqlite:///{tmp_path / 'store.db'}")
+    store = sqlite_store(tmp_path)
     yield store
     store.engine.dispose()
 

@@ -11,6 +11,7 @@ from typing import Protocol
 from orchestrator.display import printable
 from orchestrator.engine.rollout import operations, recovery
 from orchestrator.engine.rollout.ports import RolloutStore, Scheduler
+from orchestrator.engine.wiring import Runtime
 from orchestrator.errors import InputError, StoreUnavailable
 from orchestrator.model.records import HostStatus, Rollout, Step
 from orchestrator.model.states import ROLLOUT_DONE, TERMINAL, HostState, RolloutState
@@ -112,7 +113,9 @@ def known(store: RolloutReader, rollout_id: str) -> Rollout:
     return rollout
 
 
-def pick_up(store: RolloutStore, scheduler: Scheduler, rollout_id: str, actor: str) -> list[str]:
+def pick_up(
+    store: RolloutStore, scheduler: Scheduler, rollout_id: str, actor: str, runtime: Runtime | None = None
+) -> list[str]:
     """`orchestrator resume`: lift a pause (recorded with who did it) and restart what stalled."""
     operations.unpause(store, rollout_id, actor)
-    return recovery.restart(store, scheduler, rollout_id, actor=actor)
+    return recovery.restart(store, scheduler, rollout_id, actor=actor, runtime=runtime)

@@ -65,6 +65,7 @@ def _start_reconciler(ctx: Context, stop: threading.Event) -> threading.Thread:
             "stop": stop,
             "each_round": due_schedules,
             "loadbalancers": ctx.runtime.loadbalancer,
+            "runtime": ctx.runtime,
         },
     )
     thread.start()
@@ -139,7 +140,7 @@ def resume(ctx: Context, rollout_id: str, actor: str, emit: Emit) -> Outcome:
     """What `resume` does: pick up a rollout whose workers are gone (or that was paused), follow it."""
     rollout = known(ctx.store, rollout_id)
     with Interrupts(patient=ctx.settings.in_process) as interrupts, workers(ctx):
-        for line in pick_up(ctx.store, ctx.scheduler, rollout_id, actor):
+        for line in pick_up(ctx.store, ctx.scheduler, rollout_id, actor, ctx.runtime):
             emit(printable(f"  resume {line}"))
         emit(
             printable(f"rollout {rollout_id}: {rollout.name} on pool {rollout.pool} ({where(ctx.settings)})")

@@ -810,14 +810,21 @@ def test_a_failing_reconciler_round_is_said_and_the_next_one_runs(
     assert ("ERROR", "reconciler round failed") in said
 
 
-def test_the_reconciler_ends_a_rollout_whose_last_host_ended_while_nobody_looked(tmp_path: Path) -> None:
-    f = farm(tmp_path, [["web1"]], stabilize_successes=1)
+@pytest.mark.parametrize("retention", ["delete_on_success", "keep"])
+def test_the_reconciler_ends_a_rollout_whose_last_host_ended_while_nobody_looked(
+    tmp_path: Path, retention: str
+) -> None:
+    f = farm(tmp_path, [["web1"]], stabilize_successes=1, snapshot_retention=retention)
     down = DownStore(f.store.url, clock=f.clock)
     down.down_at = "finish_rollout"
     f.start()
     f.deliver(f.scheduler.take(), store=down)
     f.scheduler.take()  # the tick sent to try again is lost
     assert f.states()["web1"] is S.SUCCEEDED and f.rollout().state is R.RUNNING
-    assert recovery.reconcile(f.store, f.scheduler) == [f"{RID} moved on: succeeded, batch 1"]
+    assert f.runtime.snaps.list("web1-vm") == ["orch-R1"]
+    lines = recovery.reconcile(f.store, f.scheduler, runtime=f.runtime)
+    assert lines == [f"{RID} moved on: succeeded, batch 1"]
     assert f.rollout().state is R.SUCCEEDED
-    # Known gap: the reconciler has no runtime, so retention delete_on_success is not applied here.
+    # The retention the last host's own tick would have applied, applied by the reconciler.
+    left = [] if retention == "delete_on_success" else ["orch-R1"]
+    assert f.runtime.snaps.list("web1-vm") == left

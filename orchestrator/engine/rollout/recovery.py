@@ -13,6 +13,7 @@ from orchestrator.engine.rollout import operations, watch
 from orchestrator.engine.rollout.claims import owner_alive
 from orchestrator.engine.rollout.coordinator import enqueue, host_done, start, start_hosts
 from orchestrator.engine.rollout.ports import RolloutStore, Scheduler
+from orchestrator.engine.wiring import Runtime
 from orchestrator.errors import StoreUnavailable
 from orchestrator.model.records import Rollout
 from orchestrator.model.states import ROLLOUT_DONE, TERMINAL, HostState, RolloutState
@@ -42,9 +43,11 @@ def restart(
     actor: str,
     quiet_for: float = 0.0,
     clock: Callable[[], float] = time.time,
+    runtime: Runtime | None = None,
 ) -> list[str]:
     """Restart the tick chains of every host in flight (those nobody holds), and the batch logic.
-    Returns what was done, one line each."""
+    Returns what was done, one line each. ``runtime`` reaches the hypervisors: a rollout it ends as
+    succeeded has its snapshots deleted by retention, as the last host's own tick would have."""
     rollout = store.rollout(rollout_id)
     if rollout is None or rollout.state in ROLLOUT_DONE:
         return []
@@ -69,7 +72,7 @@ def restart(
     elif not any(
         h.state not in TERMINAL and h.state is not HostState.PENDING for h in store.hosts(rollout_id)
     ):
-        host_done(store, scheduler, rollout_id)  # a crash between a host's end and what comes next
+        host_done(store, scheduler, rollout_id, runtime)  # a crash between a host's end and what follows
         after = store.rollout(rollout_id)
         if after is not None and (after.state, after.current_batch) != (rollout.state, rollout.current_batch):
             done.append(f"moved on: {after.state.value}, batch {after.current_batch + 1}")
@@ -84,6 +87,7 @@ def reconcile(
     *,
     quiet_for: float = 30.0,
     clock: Callable[[], float] = time.time,
+    runtime: Runtime | None = None,
 ) -> list[str]:
     """Find rollouts that say running but make no progress, and restart them."""
     lines: list[str] = []
@@ -93,7 +97,13 @@ def reconcile(
         lines += [
             f"{rollout.id} {line}"
             for line in restart(
-                store, scheduler, rollout.id, actor="reconciler", quiet_for=quiet_for, clock=clock
+                store,
+                scheduler,
+                rollout.id,
+                actor="reconciler",
+                quiet_for=quiet_for,
+                clock=clock,
+                runtime=runtime,
             )
         ]
     return lines
@@ -108,6 +118,7 @@ def reconcile_forever(
     stop: threading.Event | None = None,
     each_round: RoundHook | None = None,
     loadbalancers: watch.LoadBalancers | None = None,
+    runtime: Runtime | None = None,
 ) -> None:
     """The reconciler loop run by every worker (a thread); any number of them may run at once.
     Each round first guards the load balancer states of every active rollout (with ``loadbalancers``),
@@ -122,7 +133,7 @@ def reconcile_forever(
             except Exception:  # a bug: say it; the reconciling below still runs
                 log.exception("load balancer guard failed")
         try:
-            for line in reconcile(store, scheduler, quiet_for=quiet_for):
+            for line in reconcile(store, scheduler, quiet_for=quiet_for, runtime=runtime):
                 log.warning("reconciler: %s", line)
             if each_round is not None:
                 each_round()

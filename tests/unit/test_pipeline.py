@@ -619,3 +619,49 @@ def test_a_hypervisor_silent_during_the_revert_holds_the_host_then_fails_it_out_
     assert state is S.FAILED_OUT
     assert "OUT of the pool: revert it to snapshot orch-R1 by hand" in progress.error
     assert READY not in r.lb.calls  # never put back on an unknown version
+
+
+def _two_checks(**overrides: Any) -> Rig:
+    from tests.unit.fakes import CHECK_NEW
+
+    second = CHECK_NEW.model_copy(update={"label": "tcp new"})
+    host = host_spec().model_copy(update={"checks": [CHECK_NEW, second]})
+    return rig(rollout_spec([host], **overrides))
+
+
+def test_the_checks_journal_names_what_each_passing_check_saw_and_the_failure_the_failing_one() -> None:
+    """What an operator reads after the fact: every check's own detail, in order, on success; the
+    failing check's label and detail, and the limit, on failure; and where the host stands meanwhile."""
+    r = _two_checks()
+    assert r.drive()[0] is S.SUCCEEDED
+    checks = [s for s in r.journal.steps if s.step == "checks"]
+    assert [s.detail for s in checks] == ["stable: HTTP 200; HTTP 200"]
+
+    r = _two_checks(stabilize_timeout=5.0)
+    r.checks.healthy["tcp new"] = False
+    state, progress = r.drive()
+    assert state is S.ROLLED_BACK
+    assert progress.error == "checks did not pass after 5s: tcp new: HTTP 503"
+    failed = [s for s in r.journal.steps if s.step == "checks"]
+    assert failed[-1].outcome == "failed", failed
+
+
+def test_checks_fail_when_the_stabilize_timeout_is_reached_exactly() -> None:
+    """The timeout is a limit reached, not one passed: at exactly ``stabilize_timeout`` seconds of
+    failing checks the host fails (interval 1 s, timeout 3 s: probes at 0, 1, 2 and 3 s)."""
+    r = rig(rollout_spec(stabilize_timeout=3.0, stabilize_interval=1.0))
+    r.checks.healthy["http new"] = False
+    state, _progress = r.drive()
+    assert state is S.ROLLED_BACK
+    assert r.checks.probes.count("http new") == 4, r.checks.probes
+
+
+def test_a_host_waiting_on_its_checks_shows_what_the_last_round_saw() -> None:
+    """`status` shows a checking host's progress detail: the failing check and its answer."""
+    r = _two_checks()
+    r.checks.healthy["tcp new"] = [False, True]
+    state, progress, delay = S.PENDING, Progress(), None
+    while state is not S.CHECKING:
+        state, progress, delay = r.pipeline.advance(state, progress)
+    assert state is S.CHECKING and delay is not None
+    assert progress.detail == "tcp new: HTTP 503"

@@ -665,3 +665,37 @@ def test_a_host_waiting_on_its_checks_shows_what_the_last_round_saw() -> None:
         state, progress, delay = r.pipeline.advance(state, progress)
     assert state is S.CHECKING and delay is not None
     assert progress.detail == "tcp new: HTTP 503"
+
+
+def test_a_first_step_cut_off_under_a_disk_only_snapshot_is_stopped_before_the_revert() -> None:
+    """update[0] (step index 0) timed out: with a disk-only snapshot its processes survive the revert, so
+    the leftover is stopped first; the journal says both, and no command is left marked running."""
+    from orchestrator.model.spec import StepSpec
+
+    install = StepSpec(kind="run", label="run install", timeout=30.0, command="/opt/app/bin/install")
+    host = host_spec(steps=[install])
+    r = rig(rollout_spec([host], snapshot_memory=False))
+    r.remotes.outcomes["install"] = "timeout"
+    state, progress = r.drive()
+    assert state is S.ROLLED_BACK
+    ran = [c for _, c in r.remotes.commands]
+    stop = [i for i, c in enumerate(ran) if _stops(c, remote_commands.pid_file("R1", W, 0))]
+    assert stop, ran
+    assert r.snaps.calls == [CREATE, REVERT]
+    [revert] = [s for s in r.journal.steps if s.step == "revert"]
+    assert revert.detail.endswith("; reverted web1-vm to orch-R1"), revert.detail
+    assert progress.running_step == -1
+    outcomes = r.journal.outcomes()
+    assert ("update[0]", "failed") in outcomes or ("update[0]", "timeout") in outcomes, outcomes
+
+
+def test_the_revert_path_journal_reads_as_what_happened() -> None:
+    """The words an auditor reads for a failed host, step by step, exactly."""
+    r = rig()
+    _unhealthy("http new")(r)
+    state, _progress = r.drive()
+    assert state is S.ROLLED_BACK
+    details = {s.step: s.detail for s in r.journal.steps if s.step in ("revert", "verify_old", "restore")}
+    assert details["revert"] == "reverted web1-vm to orch-R1"
+    assert details["verify_old"] == "old version healthy: HTTP 200"
+    assert details["restore"] == "back in pool on the old version"

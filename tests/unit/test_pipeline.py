@@ -699,3 +699,33 @@ def test_the_revert_path_journal_reads_as_what_happened() -> None:
     assert details["revert"] == "reverted web1-vm to orch-R1"
     assert details["verify_old"] == "old version healthy: HTTP 200"
     assert details["restore"] == "back in pool on the old version"
+
+
+def test_a_server_haproxy_never_reports_up_says_so_with_the_status_and_the_limit() -> None:
+    r = rig(rollout_spec(stabilize_timeout=4.0))
+    _lb_statuses("DOWN")(r)
+    state, progress, delay = S.PENDING, Progress(), None
+    while state is not S.RETURNING or delay is None:
+        state, progress, delay = r.pipeline.advance(state, progress)
+    assert progress.detail == "load balancer says DOWN"  # what `status` shows meanwhile
+    state, progress = r.drive(state, progress)
+    assert state is S.FAILED_OUT
+    [back] = [s for s in r.journal.steps if s.step == "return"]
+    assert back.detail == "back in pool: the load balancer still reports 'DOWN' after 4s", back.detail
+
+
+def test_the_last_wait_for_stable_checks_ends_at_the_limit_not_past_it() -> None:
+    """Probes at 0, 1, 2 and 2.5 s for a 2.5 s limit: the last wait is cut to what is left."""
+    r = rig(rollout_spec(stabilize_timeout=2.5, stabilize_interval=1.0))
+    r.checks.healthy["http new"] = False
+    state, progress, delay = S.PENDING, Progress(), None
+    while state is not S.CHECKING:
+        state, progress, delay = r.pipeline.advance(state, progress)
+    waits = []
+    while state is S.CHECKING:
+        state, progress, delay = r.pipeline.advance(state, progress)
+        if state is S.CHECKING and delay is not None:
+            waits.append(delay)
+            r.clock.advance(delay)
+    assert waits[-1] == pytest.approx(0.5), waits
+    assert progress.error.startswith("checks did not pass after 2.5s"), progress.error

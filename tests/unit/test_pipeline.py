@@ -708,6 +708,11 @@ def test_a_server_haproxy_never_reports_up_says_so_with_the_status_and_the_limit
     while state is not S.RETURNING or delay is None:
         state, progress, delay = r.pipeline.advance(state, progress)
     assert progress.detail == "load balancer says DOWN"  # what `status` shows meanwhile
+    began = r.clock.now - r.pipeline.run.elapsed(progress)
+    while state is S.RETURNING:  # the waits are cut to the limit: it fails at 4 s, not after
+        r.clock.advance(delay or 0.0)
+        state, progress, delay = r.pipeline.advance(state, progress)
+    assert r.clock.now - began == pytest.approx(4.0)
     state, progress = r.drive(state, progress)
     assert state is S.FAILED_OUT
     [back] = [s for s in r.journal.steps if s.step == "return"]

@@ -139,7 +139,9 @@ class Reloader:
 
 def window(steps: list[Step], host: str, start: str, end: str) -> tuple[float, float]:
     named = {s.step: s for s in steps if s.host == host}
-    assert start in named and end in named and named[start].ended_at is not None, (host, sorted(named))
+    # A host that went another way (reverted, say) says how, step by step: its journal is the evidence.
+    journal = [(s.step, s.outcome, s.detail[:300]) for s in steps if s.host == host]
+    assert start in named and end in named and named[start].ended_at is not None, (host, journal)
     return named[start].started_at, named[end].ended_at or named[end].started_at
 
 

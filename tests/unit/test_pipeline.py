@@ -736,3 +736,33 @@ def test_the_last_wait_for_stable_checks_ends_at_the_limit_not_past_it() -> None
             r.clock.advance(delay)
     assert waits[-1] == pytest.approx(0.5), waits
     assert progress.error.startswith("checks did not pass after 2.5s"), progress.error
+
+
+def test_a_steps_work_is_the_sum_of_the_waits_its_policy_asked_for() -> None:
+    """Three passing rounds 1 s apart: the checks step's own work is the two waits between them (what the
+    overhead benchmark subtracts), not the last wait alone."""
+    r = rig(rollout_spec(stabilize_interval=1.0, stabilize_successes=3))
+    assert r.drive()[0] is S.SUCCEEDED
+    [checks] = [s for s in r.journal.steps if s.step == "checks"]
+    assert checks.work == pytest.approx(2.0, abs=0.05)  # plus the fakes' own few microseconds
+
+
+def _probes_with_one_late_tick(late: float) -> int:
+    """Failing checks, 1 s apart, 10 s limit; one tick arrives ``late`` seconds after it was due."""
+    r = rig(rollout_spec(stabilize_timeout=10.0, stabilize_interval=1.0))
+    r.checks.healthy["http new"] = False
+    state, progress, delay = S.PENDING, Progress(), None
+    while state is not S.CHECKING:
+        state, progress, delay = r.pipeline.advance(state, progress)
+    r.clock.advance((delay or 0.0) + late)
+    state, progress = r.drive(state, progress)
+    assert state is S.ROLLED_BACK
+    return r.checks.probes.count("http new")
+
+
+def test_a_tick_late_by_the_grace_counts_against_the_checks_and_one_later_does_not() -> None:
+    """Up to STALL_GRACE (5 s) a late tick is the host's time; past it, the orchestrator's own stall."""
+    on_time = _probes_with_one_late_tick(0.0)
+    assert on_time == 11  # at 0, 1, ..., 10 s
+    assert _probes_with_one_late_tick(5.0) == on_time - 5  # those 5 s counted: 5 probes fewer
+    assert _probes_with_one_late_tick(5.5) == on_time  # forgiven: the same probes as on time

@@ -612,12 +612,23 @@ def test_a_hypervisor_silent_during_the_revert_holds_the_host_then_fails_it_out_
     r.remotes.outcomes["install"] = "1"
     r.snaps.errors["revert"] = [_unanswered()] * 1000
     state, progress, delay = r.pipeline.advance(S.PENDING, Progress())
+    first = r.clock.now  # the first revert that got no answer
+    waits: list[float] = []
     while delay is not None and state is S.REVERTING:
         assert progress.blocked_by == "hypervisor" and "hypervisor unreachable" in progress.blocked
+        # The retry pace: a quarter of the time it has been silent, between 0.5 and 5 s.
+        silent = r.clock.now - first
+        assert delay == pytest.approx(min(5.0, max(0.5, silent / 4), 600.0 - silent)), silent
+        waits.append(delay)
         r.clock.advance(delay)
         state, progress, delay = r.pipeline.advance(state, progress)
     assert state is S.FAILED_OUT
-    assert "OUT of the pool: revert it to snapshot orch-R1 by hand" in progress.error
+    assert waits[0] == 0.5 and max(waits) == 5.0
+    assert r.clock.now - first == pytest.approx(600.0)  # the budget, not a moment past it
+    assert progress.error == (
+        "the hypervisor did not answer for 600s (libvirt did not answer within 300s); web1-vm is OUT of "
+        "the pool: revert it to snapshot orch-R1 by hand, check it, then return it to the pool"
+    )
     assert READY not in r.lb.calls  # never put back on an unknown version
 
 

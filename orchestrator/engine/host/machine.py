@@ -186,7 +186,9 @@ class HostPipeline:
                     "return it to the pool"
                 )
             return Fail(f"{progress.blocked} (for {OUTAGE_TIMEOUT:g}s)")
-        return Wait(min(5.0, max(0.5, (now - progress.blocked_since) / 4)))
+        silent = now - progress.blocked_since
+        # A quarter of the silence so far, between 0.5 and 5 s, and never past the outage budget.
+        return Wait(min(5.0, max(0.5, silent / 4), OUTAGE_TIMEOUT - silent))
 
     def _move(self, state: HostState, new: HostState, progress: Progress) -> HostState:
         check_transition(state, new)

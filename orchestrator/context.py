@@ -30,9 +30,10 @@ class Context:
     engine_store: PatientStore  # the same store for the engine: waits out an outage within its budget
 
     def store_opener(self) -> Callable[[], Store]:
-        """A fresh store over the same database, for a reader that reopens after a failure (metrics)."""
+        """A fresh store over the same database, for a reader that reopens after a failure and must
+        answer quickly (metrics: a silent PostgreSQL gives store_up 0 within a scrape's time)."""
         url = self.settings.database_url
-        return lambda: Store(url)
+        return lambda: Store(url, quick=True)
 
     def close(self) -> None:
         self.runtime.close()

@@ -253,6 +253,20 @@ def test_labels_stay_bounded_and_secrets_never_appear(store: Store) -> None:
     assert "orchestrator_store_up 0.0" in text and "s3cret" not in text
 
 
+@pytest.mark.timeout(8)  # the engine's own connect timeout is 10 s: only the scrape's quick one passes
+def test_a_postgresql_that_accepts_and_never_answers_gives_store_up_0_within_a_scrape() -> None:
+    silent = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(8)  # the kernel accepts connections; nobody ever speaks
+    try:
+        url = f"postgresql+psycopg://orch:pw@127.0.0.1:{silent.getsockname()[1]}/orchestrator"
+        assert scrape(registry_for(lambda: Store(url, quick=True))) == {
+            ("orchestrator_store_up", frozenset()): 0.0
+        }
+    finally:
+        silent.close()
+
+
 def test_a_store_that_cannot_be_opened_is_retried_on_the_next_scrape(store: Store, tmp_path: Path) -> None:
     attempts: list[int] = []
 

@@ -777,3 +777,62 @@ def test_a_tick_late_by_the_grace_counts_against_the_checks_and_one_later_does_n
     assert on_time == 11  # at 0, 1, ..., 10 s
     assert _probes_with_one_late_tick(5.0) == on_time - 5  # those 5 s counted: 5 probes fewer
     assert _probes_with_one_late_tick(5.5) == on_time  # forgiven: the same probes as on time
+
+
+class _NoCapacity:
+    """A gate that holds every host for capacity, the way the rollout's gate does when the pool is short."""
+
+    def __init__(self, refusals: int = 10**6) -> None:
+        self.refusals = refusals
+
+    def gate(self, host: Any, rollback: bool) -> Any:
+        from orchestrator.engine.host.decisions import Hold, Proceed
+
+        if self.refusals <= 0:
+            return Proceed()
+        self.refusals -= 1
+        return Hold("capacity: 2 of 3 in service, need 3", 1.0, capacity=True)
+
+    def aborting(self) -> bool:
+        return False
+
+    def postpone(self, host: Any) -> None:
+        pass
+
+
+def _capacity_rig(controls: _NoCapacity, **overrides: Any) -> Rig:
+    r = rig(rollout_spec(capacity_timeout=5.0, **overrides))
+    run = r.pipeline.run
+    r.pipeline = HostPipeline(
+        r.spec, r.host, run.adapters, r.journal, controls=controls, retry=run.retry, clock=r.clock
+    )
+    return r
+
+
+def test_a_host_held_for_capacity_fails_after_the_capacity_timeout_untouched_and_says_so() -> None:
+    r = _capacity_rig(_NoCapacity())
+    state, progress, delay = r.pipeline.advance(S.PENDING, Progress())
+    assert state is S.PENDING and delay == 1.0
+    assert progress.detail == "waiting for capacity: 2 of 3 in service, need 3"
+    assert progress.held_why == "capacity: 2 of 3 in service, need 3" and progress.held_by == ""
+    assert not progress.passed_gate
+    state, progress = r.drive(state, progress)
+    assert state is S.FAILED
+    assert progress.error == "no capacity for 5s: capacity: 2 of 3 in service, need 3"
+    assert r.lb.calls == [] and r.snaps.calls == []  # the server was never touched
+    assert r.clock.now - 1_000_000.0 == pytest.approx(6.0)  # past the 5 s limit, at the first look after
+
+
+def test_a_host_rolling_back_waits_for_capacity_as_long_as_it_takes() -> None:
+    """Restoring the known-good version is not abandoned because the pool is short (README)."""
+    r = _capacity_rig(_NoCapacity(refusals=30))
+    state, progress = r.drive(S.PENDING, Progress(rollback=True))
+    assert state is not S.FAILED, progress.error
+    assert r.clock.now - 1_000_000.0 >= 30.0  # six times the capacity timeout, still going
+
+
+def test_capacity_that_comes_back_lets_the_host_go_on() -> None:
+    r = _capacity_rig(_NoCapacity(refusals=3))
+    state, progress = r.drive()
+    assert state is S.SUCCEEDED, progress.error
+    assert [s for s in r.journal.states() if s is not S.PENDING] == HAPPY  # held, then the whole pipeline

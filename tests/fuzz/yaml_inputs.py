@@ -41,7 +41,7 @@ from orchestrator.model import playbook as playbook_module
 from orchestrator.model import yamlfile
 from orchestrator.model.inventory import Inventory
 from orchestrator.model.playbook import Playbook
-from orchestrator.model.yamlfile import MAX_BYTES, load_yaml_bytes, validate
+from orchestrator.model.yamlfile import MAX_BYTES, MAX_NODES, load_yaml_bytes, validate
 from tests.unit.fakes import GOOD_INVENTORY, GOOD_PLAYBOOK
 
 PATH = Path("/fuzz/input.yaml")
@@ -468,7 +468,7 @@ def blow_ups(draw: st.DrawFn) -> bytes:
         return ("---\na: 1\n" * draw(st.integers(2, 1000))).encode()
     if shape == 5:  # a list at the node limit full of invalid items
         item = draw(st.sampled_from(["x", "{run: 1}", "{tcp: {port: x}}", "{upload: 1}", "null"]))
-        count = draw(st.integers(1000, 200_000)) // (item.count(":") + 1)
+        count = draw(st.integers(1000, MAX_NODES + 1000)) // (item.count(":") + 1)
         items = ", ".join([item] * count)
         return f"name: x\npool: w\nupdate: [{items}]\nchecks: [{item}]\n".encode()
     return draw(st.binary(max_size=2000))

@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Protocol
 
-from orchestrator.adapters.loadbalancers.haproxy_parse import server_state_keeping
+from orchestrator.adapters.loadbalancers.haproxy_parse import hard_stop_after, server_state_keeping
 from orchestrator.engine.wiring import Runtime
 from orchestrator.errors import OrchestratorError, RolloutRefused
 from orchestrator.model.inventory import HAProxyConfig, load_inventory
@@ -76,7 +76,7 @@ def preflight(spec: RolloutSpec, runtime: Runtime) -> list[str]:
     if problems:
         raise RolloutRefused("preflight failed, nothing was changed:\n  " + "\n  ".join(problems))
     lines = [f"{h.name}: {known[h.lb_server].status}, ssh ok" for h in spec.hosts.values()]
-    return [*lines, reload_keeping(spec.loadbalancer)]
+    return [*lines, reload_keeping(spec.loadbalancer), *older_processes(spec.loadbalancer)]
 
 
 REASSERTS = "the orchestrator re-asserts them anyway, within a poll"
@@ -101,6 +101,29 @@ def reload_keeping(config: HAProxyConfig) -> str:
         f"warning: {config.config}: a reload of HAProxy forgets the server states of backend "
         f"{config.backend} ({keeping.why}); {REASSERTS}"
     )
+
+
+def older_processes(config: HAProxyConfig) -> list[str]:
+    """One line, when the configuration can be read: how long an old HAProxy process may go on after a
+    reload, routing the connections it kept with the server states it had (out of the runtime API's
+    reach), and so how long a drain right after a reload waits for it."""
+    try:
+        text = config.config.read_text(errors="replace") if config.config else None
+    except OSError:
+        text = None  # reload_keeping's line says it cannot be read
+    if text is None:
+        return []
+    bound = hard_stop_after(text)
+    if bound is None:
+        return [
+            f"warning: {config.config}: no hard-stop-after in global: after a reload the old HAProxy "
+            "process routes the connections it kept with the server states it had, for as long as they "
+            "stay open, and a drain cannot wait for it; set one (e.g. hard-stop-after 30s)"
+        ]
+    return [
+        f"loadbalancer: old processes stop {bound:g}s after a reload at the latest (hard-stop-after); "
+        "a drain that follows a reload waits for them"
+    ]
 
 
 def submit(store: RolloutCreator, launcher: Launcher, spec: RolloutSpec, *, stale_after: float) -> str:

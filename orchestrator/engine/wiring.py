@@ -28,7 +28,13 @@ from orchestrator.model.spec import CheckSpec, HostSpec, RolloutSpec
 def haproxy(config: HAProxyConfig, *, timeout: float | None = None) -> HAProxy:
     """The adapter for an inventory's load balancer (``timeout``: a shorter bound than its own)."""
     bound = config.timeout if timeout is None else min(config.timeout, timeout)
-    return HAProxy(socket=config.socket, address=config.address, backend=config.backend, timeout=bound)
+    return HAProxy(
+        socket=config.socket,
+        address=config.address,
+        backend=config.backend,
+        timeout=bound,
+        config=config.config,
+    )
 
 
 def ssh_target(host: HostSpec) -> SSHTarget:

@@ -13,7 +13,9 @@ every 250 ms under six clients of 150 ms requests):
   their next request with `Connection: close`, instead of closing them while a client may be sending
   on them. Without it 1-3 requests in ~60 reloads failed (`RemoteDisconnected`: a reused connection
   closed without an answer, which Python's http.client does not retry); with it none did.
-- `hard-stop-after 30s` bounds how long an old process may go on serving its last connections.
+- `hard-stop-after 5s` bounds how long an old process may go on serving its last connections (the
+  clients here send all the time, so they are gone within a request); a drain that follows a reload
+  waits that long, because the old process routes with the server states it had.
 """
 
 from __future__ import annotations
@@ -89,7 +91,7 @@ class HAProxyProcess:
             "global",
             f"    stats socket {self.socket_path} mode 600 level admin expose-fd listeners",
             f"    server-state-file {self.state_file}",
-            "    hard-stop-after 30s",
+            "    hard-stop-after 5s",
         ]
         if self.admin_tcp is not None:
             lines.append(f"    stats socket {_bind(self.admin_tcp)} level admin")

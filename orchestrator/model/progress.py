@@ -47,6 +47,7 @@ class Progress:
     passed_gate: bool = False  # the gate let the host start in this tick
     lb_instance: str = ""  # the load balancer process this host's last tick saw (Instance.identity)
     lb_pid: int = 0  # and its pid, for the record
+    older_lb_until: float = 0.0  # clock by which every HAProxy process older than the drain has stopped
 
     def to_json(self) -> dict[str, Any]:
         return {"version": VERSION, **asdict(self)}

@@ -225,7 +225,10 @@ def saved_before_maint(spell: Spell, run: Run) -> bool:
 def names_reassertion(row: tuple[float, str, str, str], host: str) -> bool:
     """The row says ``host``'s server was set again (the guard's and a tick's words, or the pipeline's)."""
     detail = row[3]
-    return f"{host} maint (was" in detail or f"{host}: server {host} was" in detail
+    # drain too: a drain right after a reload waits for the older processes, so the guard sees drains
+    return any(f"{host} {admin} (was" in detail for admin in ("maint", "drain")) or (
+        f"{host}: server {host} was" in detail
+    )
 
 
 @pytest.fixture

@@ -124,9 +124,11 @@ class FakeLoadBalancer:
     # admin state set at runtime. ``on_state`` runs before each ``state`` call (to reload mid-checks).
     pid: int = 100
     on_state: Callable[[FakeLoadBalancer], None] | None = None
+    uptime: float = 1.0  # of the process that answers
+    older_gone_in: float | None = None  # as HAProxy's adapter computes it from hard-stop-after
 
     def instance(self) -> Instance:
-        return Instance(f"fake/{self.pid}", self.pid, 1.0)
+        return Instance(f"fake/{self.pid}", self.pid, self.uptime, self.older_gone_in)
 
     def reload(self, *, keep_states: bool = False) -> None:
         self.pid += 1

@@ -836,3 +836,74 @@ def test_capacity_that_comes_back_lets_the_host_go_on() -> None:
     state, progress = r.drive()
     assert state is S.SUCCEEDED, progress.error
     assert [s for s in r.journal.states() if s is not S.PENDING] == HAPPY  # held, then the whole pipeline
+
+
+def _reloaded_rig(*, uptime: float, gone_in: float | None, **overrides: Any) -> Rig:
+    """HAProxy reloaded ``uptime`` seconds ago; its older processes stop within ``gone_in``; the
+    rollout was created 60 s ago."""
+    r = rig(rollout_spec(**overrides))
+    r.lb.uptime, r.lb.older_gone_in = uptime, gone_in
+    run = r.pipeline.run
+    r.pipeline = HostPipeline(
+        r.spec,
+        r.host,
+        run.adapters,
+        r.journal,
+        retry=run.retry,
+        clock=r.clock,
+        rollout_created=r.clock.now - 60,
+    )
+    return r
+
+
+def test_a_drain_right_after_a_reload_waits_for_the_older_haproxy_processes_to_stop() -> None:
+    """An old HAProxy process routes the connections it kept with the states it had (this server in
+    service), out of the runtime API's reach: nothing may change on the server before it is gone."""
+    r = _reloaded_rig(uptime=2.0, gone_in=4.0)
+    started = r.clock.now
+    state, progress, delay = r.pipeline.advance(S.PENDING, Progress())
+    waited = 0.0
+    while state is S.DRAINING:
+        assert progress.detail.startswith("no connections left; waiting"), progress.detail
+        assert r.lb.calls == [DRAIN] and r.snaps.calls == []
+        assert delay is not None
+        waited += delay
+        r.clock.advance(delay)
+        state, progress, delay = r.pipeline.advance(state, progress)
+    assert waited == pytest.approx(4.0)  # exactly the older processes' bound
+    assert r.clock.now - started == pytest.approx(4.0)
+    assert r.lb.calls[:2] == [DRAIN, MAINT]
+    state, progress = r.drive(state, progress)
+    assert state is S.SUCCEEDED, progress.error
+
+
+@pytest.mark.parametrize(
+    ("uptime", "gone_in"),
+    [(120.0, 4.0), (2.0, None), (2.0, 0.0)],
+    ids=["process older than the rollout", "no hard-stop-after", "older ones gone"],
+)
+def test_no_wait_when_no_older_process_can_be_left(uptime: float, gone_in: float | None) -> None:
+    r = _reloaded_rig(uptime=uptime, gone_in=gone_in)
+    started = r.clock.now
+    state, progress = r.drive()
+    assert state is S.SUCCEEDED, progress.error
+    assert r.clock.now - started < 4.0  # the checks' own waits only
+    assert not any("waiting" in s.detail for s in r.journal.steps)
+
+
+def test_older_processes_past_the_drain_timeout_fail_the_host_nothing_changed() -> None:
+    r = _reloaded_rig(uptime=0.0, gone_in=30.0, drain_timeout=5.0)
+    state, progress = r.drive()
+    assert state is S.FAILED
+    assert progress.error == (
+        "an HAProxy process older than the drain may route to web1 for 25.0s more after the drain "
+        "timeout (5s); server left in service, nothing changed"
+    )
+    assert r.lb.calls == [DRAIN, READY] and r.snaps.calls == []
+
+
+def test_older_processes_past_the_drain_timeout_with_force_go_on() -> None:
+    r = _reloaded_rig(uptime=0.0, gone_in=30.0, drain_timeout=5.0, drain_on_timeout="force")
+    state, progress = r.drive()
+    assert state is S.SUCCEEDED, progress.error
+    assert any("forcing while an HAProxy process older than the drain" in s.detail for s in r.journal.steps)

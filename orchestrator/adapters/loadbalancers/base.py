@@ -41,6 +41,10 @@ class Instance:
     identity: str  # equal only for the same process
     pid: int
     uptime: float  # seconds since that process started
+    # Seconds until every older process (one this process replaced, still serving the connections it
+    # kept, with the server states it had) has stopped at the latest; 0 when they have; None when
+    # nothing bounds them (no `hard-stop-after`, or no configuration to read it from).
+    older_gone_in: float | None = None
 
 
 class LoadBalancer(Protocol):

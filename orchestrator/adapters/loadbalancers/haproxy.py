@@ -13,6 +13,7 @@ from pathlib import Path
 from orchestrator.adapters.loadbalancers.base import Instance, ServerState
 from orchestrator.adapters.loadbalancers.haproxy_parse import (
     Info,
+    hard_stop_after,
     merge_servers,
     parse_info,
     parse_servers_state,
@@ -29,10 +30,18 @@ class HAProxy:
     (``host:port``)."""
 
     def __init__(
-        self, *, backend: str, socket: Path | None = None, address: str | None = None, timeout: float = 5.0
+        self,
+        *,
+        backend: str,
+        socket: Path | None = None,
+        address: str | None = None,
+        timeout: float = 5.0,
+        config: Path | None = None,
     ) -> None:
         self.backend = backend
         self.timeout = timeout
+        self.config = config  # haproxy.cfg, for how long an old process may live (`hard-stop-after`)
+        self._hard_stop: tuple[float | None] | None = None  # read once: (seconds or None,)
         self._address: Path | tuple[str, int]
         if socket is not None:
             self._address = socket
@@ -73,9 +82,23 @@ class HAProxy:
 
     def instance(self) -> Instance:
         info = self.info()
-        return Instance(info.identity, info.pid, float(info.uptime_sec))
+        bound = self.hard_stop_after()
+        # The process that answers replaced its predecessor when it started, so every older process
+        # has stopped by its start + hard-stop-after; Uptime_sec is whole seconds, hence the + 1.
+        gone_in = None if bound is None else max(0.0, bound - info.uptime_sec + 1.0)
+        return Instance(info.identity, info.pid, float(info.uptime_sec), gone_in)
 
     # -- beyond the protocol
+
+    def hard_stop_after(self) -> float | None:
+        """`hard-stop-after` of the configuration, in seconds; None without one (or unreadable)."""
+        if self._hard_stop is None:
+            try:
+                text = self.config.read_text(errors="replace") if self.config else ""
+            except OSError:
+                text = ""
+            self._hard_stop = (hard_stop_after(text),)
+        return self._hard_stop[0]
 
     def info(self) -> Info:
         """The answering process: its pid, uptime and start time (`show info`)."""

@@ -13,6 +13,7 @@ truth for AdminState; `show stat` gives the status string and the session count.
 from __future__ import annotations
 
 import csv
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import IntEnum
@@ -279,6 +280,21 @@ def server_state_keeping(config: str, backend: str) -> StateKeeping:
         return StateKeeping(False, f"load-server-state-from-file {mode}")
     missing = "no load-server-state-from-file in defaults or the backend"
     return StateKeeping(False, missing if state_file else f"no server-state-file in global, {missing}")
+
+
+_TIME_UNITS = {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+def hard_stop_after(config: str) -> float | None:
+    """`hard-stop-after` in the global section, in seconds: how long an old process may go on after a
+    reload (HAProxy's time format: a number, milliseconds unless a unit us/ms/s/m/h/d follows); None
+    when it is not set (old processes then live as long as their clients keep their connections) or
+    cannot be read."""
+    glob = next((s.settings for s in _sections(config) if s.kind == "global"), {})
+    match = re.fullmatch(r"(\d{1,12})(us|ms|s|m|h|d)?", glob.get("hard-stop-after", ""))
+    if match is None:
+        return None
+    return int(match.group(1)) * _TIME_UNITS[match.group(2) or "ms"]
 
 
 def proxies_in_stat(text: str) -> list[str]:

@@ -46,15 +46,23 @@ def draining(run: HostRun, p: Progress) -> Decision:
     if not p.entered:
         run.call(p, lambda: run.adapters.lb.drain(server))
         p.entered = True
+        # Read after the drain: the process that answers took it, or started later still. One that
+        # started before the rollout was created is taken as started fresh (nothing to wait for).
+        now, seen = run.clock(), run.call(p, lambda: run.adapters.lb.instance())
+        # Uptime is whole seconds, rounded down: a process started after the rollout always passes.
+        reloaded = seen.uptime < now - run.rollout_created
+        p.older_lb_until = now + seen.older_gone_in if seen.older_gone_in and reloaded else 0.0
     state = run.call(p, lambda: run.adapters.lb.state(server))
     elapsed = run.elapsed(p)
     sessions = run.spec.sessions
     if state.sessions == 0 and (sessions is None or not run.host.session_probe):
-        return Goto(S.OUT_OF_POOL, "no connections left")
+        return _older_processes(run, p, elapsed) or Goto(S.OUT_OF_POOL, "no connections left")
     if state.sessions == 0 and sessions is not None:
         users = _user_sessions(run, p, sessions.interval)
         if users == 0:
-            return Goto(S.OUT_OF_POOL, "no connections, no user sessions left")
+            return _older_processes(run, p, elapsed) or Goto(
+                S.OUT_OF_POOL, "no connections, no user sessions left"
+            )
         _warn_users(run, p, sessions.warn_every)
         p.detail = f"{users} user sessions left"
     else:
@@ -63,6 +71,25 @@ def draining(run: HostRun, p: Progress) -> Decision:
         return _timed_out(run, p, state.sessions)
     interval = sessions.interval if state.sessions == 0 and sessions is not None else poll_delay(elapsed)
     delay = min(interval, run.spec.drain_timeout - elapsed)
+    return Wait(delay, work=delay)
+
+
+def _older_processes(run: HostRun, p: Progress, elapsed: float) -> Decision | None:
+    """None once no HAProxy process older than the drain can be left. An HAProxy reloaded shortly
+    before the drain leaves its old process serving the connections it kept, routing their requests
+    with the server states it had (this server in service), out of reach of the runtime API and of the
+    drain's count; `hard-stop-after` bounds how long it may live (Instance.older_gone_in)."""
+    left = p.older_lb_until - run.clock()
+    if left <= 0:
+        return None
+    server, timeout = run.host.lb_server, run.spec.drain_timeout
+    if elapsed >= timeout:
+        why = f"an HAProxy process older than the drain may route to {server} for {left:.1f}s more"
+        if run.spec.drain_on_timeout == "force":
+            return Goto(S.OUT_OF_POOL, f"drain timeout: forcing while {why}")
+        return Fail(f"{why} after the drain timeout ({timeout:g}s); server left in service, nothing changed")
+    p.detail = f"no connections left; waiting {left:.1f}s for older HAProxy processes to stop"
+    delay = min(poll_delay(elapsed), left, timeout - elapsed)
     return Wait(delay, work=delay)
 
 

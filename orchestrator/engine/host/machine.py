@@ -87,9 +87,17 @@ class HostPipeline:
         controls: Controls | None = None,
         retry: RetryPolicy | None = None,
         clock: Callable[[], float] = time.time,
+        rollout_created: float = 0.0,
     ) -> None:
         self.run = HostRun(
-            spec, host, adapters, store, controls or NoControls(), retry or RetryPolicy(), clock
+            spec,
+            host,
+            adapters,
+            store,
+            controls or NoControls(),
+            retry or RetryPolicy(),
+            clock,
+            rollout_created,
         )
         self.host = host
         self.store = store

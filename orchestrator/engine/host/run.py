@@ -27,6 +27,7 @@ class HostRun:
     controls: Controls = field(default_factory=NoControls)
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     clock: Callable[[], float] = time.time
+    rollout_created: float = 0.0  # by the clock: a load balancer process younger than this was reloaded
 
     def call(self, progress: Progress, fn: Callable[[], Any]) -> Any:
         """One adapter call through the retry policy; its time counts as the step's own work."""

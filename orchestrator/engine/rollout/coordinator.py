@@ -130,6 +130,7 @@ def _tick(
                 controls=Gate(
                     store, spec, adapters.lb, hypervisor_down=lambda h: hypervisor_down(adapters, h)
                 ),
+                rollout_created=rollout.created_at,
             )
             _, progress, delay = pipeline.advance(status.state, status.progress)
             follow_host(store, rollout_id, progress)

@@ -907,3 +907,87 @@ def test_older_processes_past_the_drain_timeout_with_force_go_on() -> None:
     state, progress = r.drive()
     assert state is S.SUCCEEDED, progress.error
     assert any("forcing while an HAProxy process older than the drain" in s.detail for s in r.journal.steps)
+
+
+# -- steps in order, each once; what the host's claim is held for (mutation testing's survivors)
+
+
+def _three_steps() -> list[Any]:
+    from orchestrator.model.spec import StepSpec
+
+    return [
+        StepSpec(kind="upload", label="upload app.tgz", timeout=30.0, src=Path("/a/app.tgz"), dest="/tmp/a"),
+        StepSpec(kind="run", label="run install", timeout=40.0, command="/opt/app/bin/install /tmp/a"),
+        StepSpec(kind="run", label="run restart", timeout=50.0, command="/opt/app/bin/restart"),
+    ]
+
+
+def _update_commands(r: Rig) -> list[str]:
+    return [c for _, c in r.remotes.commands if "/opt/app/bin/" in c]
+
+
+def test_three_update_steps_run_once_each_in_order_and_hold_the_claim_for_their_timeouts() -> None:
+    r = rig(rollout_spec(hosts=[host_spec(steps=_three_steps())], snapshot_timeout=20.0))
+    state, progress = r.drive()
+    assert state is S.SUCCEEDED, progress.error
+    assert len(r.remotes.uploads) == 1
+    ran = _update_commands(r)
+    assert len(ran) == 2 and "install" in ran[0] and "restart" in ran[1], ran
+    assert [o for o in r.journal.outcomes() if o[0].startswith("update")] == [
+        ("update[0]", "ok"),
+        ("update[1]", "ok"),
+        ("update[2]", "ok"),
+    ]
+    # a snapshot call, then each command, may take its bound: the claim covers it and a minute more
+    assert r.journal.holds == [("web1", 80.0), ("web1", 100.0), ("web1", 110.0)]
+    assert progress.running_step == -1 and progress.step_index == 3
+
+
+def test_interrupted_in_a_later_step_reverts_then_applies_every_step_again_from_the_first() -> None:
+    """A worker died inside update[2]: revert, then update[0] (the upload) and update[1] again too,
+    since the revert undid them."""
+    r = rig(rollout_spec(hosts=[host_spec(steps=_three_steps())]))
+    r.snaps.create(r.host.domain, "orch-r1", memory=True)
+    open_row = r.journal.step_started(r.host.name, "update[2]", "")
+    stored = Progress(snapshot="orch-r1", step_index=2, running_step=2, run_id="abc", journal_id=open_row)
+    state, progress = r.drive(S.UPDATING, stored)
+    assert state is S.SUCCEEDED, progress.error
+    assert len(r.remotes.uploads) == 1  # update[0] again, after the revert
+    ran = _update_commands(r)
+    assert len(ran) == 2 and "install" in ran[0] and "restart" in ran[1], ran
+    steps = [o for o in r.journal.outcomes() if o[0].startswith("update")]
+    assert steps == [
+        ("update[2]", "interrupted"),
+        ("update[0]", "ok"),
+        ("update[1]", "ok"),
+        ("update[2]", "ok"),
+    ]
+
+
+def test_a_command_that_ended_unrecorded_is_followed_by_the_next_step_not_the_one_after() -> None:
+    r = rig(rollout_spec(hosts=[host_spec(steps=_three_steps())], snapshot_memory=False))
+    r.snaps.create(r.host.domain, "orch-R1", memory=False)
+    r.remotes.stdout["update1-abc.rc"] = "ended with exit 0"
+    open_row = r.journal.step_started(r.host.name, "update[1]", "")
+    stored = Progress(snapshot="orch-R1", step_index=1, running_step=1, run_id="abc", journal_id=open_row)
+    state, progress = r.drive(S.UPDATING, stored)
+    assert state is S.SUCCEEDED, progress.error
+    ran = _update_commands(r)
+    assert len(ran) == 1 and "restart" in ran[0], ran  # update[2] once; update[1] never again
+    assert progress.step_index == 3 and progress.running_step == -1
+
+
+def test_the_host_deadline_fails_the_host_past_it_not_at_it_and_names_the_step() -> None:
+    from orchestrator.model.playbook import Deadlines
+
+    r = rig(rollout_spec(deadlines=Deadlines(host=10.0)))
+    r.lb.sessions[W] = 1  # the drain goes on past the deadline
+    state, progress, _ = r.pipeline.advance(S.PENDING, Progress())
+    assert state is S.DRAINING
+    r.clock.advance(10.0 - (r.clock.now - progress.host_started))  # exactly at the deadline
+    state, progress, _ = r.pipeline.advance(state, progress)
+    assert state is S.DRAINING, progress.error  # at it: still going
+    r.clock.advance(0.5)
+    state, progress = r.drive(state, progress)
+    assert state is S.FAILED
+    assert progress.error == "the host deadline (10s) passed in drain"

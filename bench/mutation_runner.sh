@@ -9,8 +9,9 @@
 # - a coordinator or recovery mutant runs the coordinator test (no other unit test reaches them).
 set -u
 cd "$(dirname "$0")/.."
-# tmp_path on tmpfs: the store commits (and fsyncs) at every step, and a disk makes that the cost.
-PYTEST=(.venv/bin/pytest -x -q -p no:cacheprovider --no-header --basetemp=/dev/shm/orchestrator-mutmut)
+# tmp_path on tmpfs: the store commits (and fsyncs) at every step, and a disk makes that the cost;
+# two runs at once (one per worktree, on different files) each need their own MUTATION_BASETEMP.
+PYTEST=(.venv/bin/pytest -x -q -p no:cacheprovider --no-header --basetemp="${MUTATION_BASETEMP:-/dev/shm/orchestrator-mutmut}")
 LOG=${MUTATION_LOG:-.mutmut-phases.log}
 OWN=(tests/unit/test_pipeline.py tests/unit/test_lb_watch.py tests/unit/test_gate.py tests/unit/test_command_status.py)
 bak=$(find orchestrator -name '*.py.bak' | head -1)

@@ -879,8 +879,13 @@ def test_a_drain_right_after_a_reload_waits_for_the_older_haproxy_processes_to_s
 
 @pytest.mark.parametrize(
     ("uptime", "gone_in"),
-    [(120.0, 4.0), (2.0, None), (2.0, 0.0)],
-    ids=["process older than the rollout", "no hard-stop-after", "older ones gone"],
+    [(120.0, 4.0), (60.0, 4.0), (2.0, None), (2.0, 0.0)],
+    ids=[
+        "process older than the rollout",
+        "process as old as the rollout",
+        "no hard-stop-after",
+        "older ones gone",
+    ],
 )
 def test_no_wait_when_no_older_process_can_be_left(uptime: float, gone_in: float | None) -> None:
     r = _reloaded_rig(uptime=uptime, gone_in=gone_in)

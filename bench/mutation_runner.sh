@@ -13,7 +13,7 @@ cd "$(dirname "$0")/.."
 # two runs at once (one per worktree, on different files) each need their own MUTATION_BASETEMP.
 PYTEST=(.venv/bin/pytest -x -q -p no:cacheprovider --no-header --basetemp="${MUTATION_BASETEMP:-/dev/shm/orchestrator-mutmut}")
 LOG=${MUTATION_LOG:-.mutmut-phases.log}
-OWN=(tests/unit/test_pipeline.py tests/unit/test_lb_watch.py tests/unit/test_gate.py tests/unit/test_command_status.py)
+OWN=(tests/unit/test_pipeline.py tests/unit/test_drain.py tests/unit/test_journal.py tests/unit/test_lb_watch.py tests/unit/test_gate.py tests/unit/test_command_status.py)
 bak=$(find orchestrator -name '*.py.bak' | head -1)
 if [ -z "$bak" ]; then  # mutmut's first, unmutated run
   exec "${PYTEST[@]}" "${OWN[@]}" tests/unit/test_coordinator.py

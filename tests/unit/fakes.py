@@ -182,6 +182,7 @@ class FakeRemote:
 
     def run(self, command: str, *, timeout: float) -> CommandResult:
         self.pool.commands.append((self.host, command))
+        self.pool.timeouts.append(timeout)
         # Raised after the command was sent: a connection lost mid-command (it may have partly run).
         _raise_queued(self.pool.errors, "run", self.host)
         for pattern, outcome in self.pool.outcomes.items():
@@ -214,6 +215,7 @@ class FakeRemotePool:
     outcomes: dict[str, int | str] = field(default_factory=dict)
     stdout: dict[str, str] = field(default_factory=dict)
     commands: list[tuple[str, str]] = field(default_factory=list)
+    timeouts: list[float] = field(default_factory=list)  # each command's, in the order they ran
     uploads: list[tuple[str, Path, str, int | None]] = field(default_factory=list)
     discarded: list[str] = field(default_factory=list)
     errors: dict[str, list[Exception]] = field(default_factory=dict)

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from orchestrator.engine.host.decisions import Hold, Proceed
 from orchestrator.engine.host.machine import HostPipeline
 from orchestrator.engine.host.run import poll_delay
@@ -54,6 +56,7 @@ def test_users_probed_each_interval_warned_each_warn_every_and_the_drain_says_wh
     state, progress, delay = r.pipeline.advance(S.PENDING, Progress())
     assert (state, progress.detail, delay) == (S.DRAINING, "3 user sessions left", 0.5)
     assert (_commands(r, PROBE), _commands(r, WARN)) == (1, 1)
+    assert r.remotes.timeouts == [30.0, 30.0]  # a probe or a warning that hangs is cut off
     probes_warns = []
     for _ in range(4):  # every 0.5 s: a probe each time, a warning every other time
         r.clock.advance(delay)
@@ -65,7 +68,55 @@ def test_users_probed_each_interval_warned_each_warn_every_and_the_drain_says_wh
     r.clock.advance(delay)
     state, progress = r.drive(state, progress)
     assert state is S.SUCCEEDED
-    assert (_drain_step(r).outcome, _drain_step(r).detail) == ("ok", "no connections, no user sessions left")
+    drain = _drain_step(r)
+    assert (drain.outcome, drain.detail) == ("ok", "no connections, no user sessions left")
+    # Its own work: the five waits, and each of the 6 probes and 3 warnings (0.01 s each on the fake),
+    # plus the real time of the load balancer calls (run.call times them).
+    assert drain.work == pytest.approx(5 * 0.5 + 9 * 0.01, abs=0.005)  # + the fakes' own real time
+
+
+@pytest.mark.parametrize(
+    ("exit_code", "output", "shown"),
+    [(1, "3", "'3'"), (0, "three", "'three'"), (0, "x" * 99 + "7", repr("x" * 79 + "7"))],
+    ids=["exit 1 printing a number", "not a number", "long output: its last 80 characters"],
+)
+def test_a_session_probe_that_fails_or_prints_no_number_fails_the_host_untouched(
+    exit_code: int, output: str, shown: str
+) -> None:
+    r = _sessions_rig()
+    r.lb.sessions[W] = 0
+    r.remotes.stdout[PROBE] = output
+    r.remotes.outcomes[PROBE] = exit_code
+    state, progress = r.drive()
+    assert state is S.FAILED
+    assert progress.error == (
+        f"session probe on web1 exited {exit_code} printing {shown}; it must print the number of active "
+        "user sessions"
+    )
+    assert r.lb.calls == [("drain", W), ("ready", W)] and r.snaps.calls == []
+
+
+def test_no_user_left_is_not_probed_again_while_older_haproxy_processes_finish() -> None:
+    r = _sessions_rig()
+    r.lb.uptime, r.lb.older_gone_in = 2.0, 4.0  # reloaded 2 s ago; older processes gone within 4 s
+    run = r.pipeline.run
+    r.pipeline = HostPipeline(
+        r.spec,
+        r.host,
+        run.adapters,
+        r.journal,
+        retry=run.retry,
+        clock=r.clock,
+        rollout_created=r.clock.now - 60,
+    )
+    r.lb.sessions[W] = 0
+    r.remotes.stdout[PROBE] = "0"
+    state, progress = r.drive()
+    assert state is S.SUCCEEDED, progress.error
+    # Probed once per interval over the 4 s wait (the last answer counts in between), not at every
+    # one of the faster polls of the wait.
+    ticks = sum(1 for _, st, _ in r.journal.saves if st is S.DRAINING)
+    assert _commands(r, PROBE) <= 1 + 4.0 / 0.5 < ticks
 
 
 def test_a_probe_within_its_interval_is_not_run_again() -> None:

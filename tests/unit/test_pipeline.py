@@ -898,7 +898,14 @@ def test_no_wait_when_no_older_process_can_be_left(uptime: float, gone_in: float
 
 def test_older_processes_past_the_drain_timeout_fail_the_host_nothing_changed() -> None:
     r = _reloaded_rig(uptime=0.0, gone_in=30.0, drain_timeout=5.0)
-    state, progress = r.drive()
+    started = r.clock.now
+    state, progress, delay = r.pipeline.advance(S.PENDING, Progress())
+    while state is S.DRAINING:  # every wait lands inside the timeout; the one that reaches it ends it
+        assert delay is not None and delay > 0
+        r.clock.advance(delay)
+        state, progress, delay = r.pipeline.advance(state, progress)
+    assert r.clock.now - started == pytest.approx(5.0)
+    state, progress = r.drive(state, progress)
     assert state is S.FAILED
     assert progress.error == (
         "an HAProxy process older than the drain may route to web1 for 25.0s more after the drain "
@@ -911,7 +918,11 @@ def test_older_processes_past_the_drain_timeout_with_force_go_on() -> None:
     r = _reloaded_rig(uptime=0.0, gone_in=30.0, drain_timeout=5.0, drain_on_timeout="force")
     state, progress = r.drive()
     assert state is S.SUCCEEDED, progress.error
-    assert any("forcing while an HAProxy process older than the drain" in s.detail for s in r.journal.steps)
+    [drain] = [s for s in r.journal.steps if s.step == "drain"]
+    assert drain.detail == (
+        "drain timeout: forcing while an HAProxy process older than the drain may route to web1 for "
+        "25.0s more"
+    )
 
 
 # -- steps in order, each once; what the host's claim is held for (mutation testing's survivors)
@@ -946,6 +957,21 @@ def test_three_update_steps_run_once_each_in_order_and_hold_the_claim_for_their_
     # a snapshot call, then each command, may take its bound: the claim covers it and a minute more
     assert r.journal.holds == [("web1", 80.0), ("web1", 100.0), ("web1", 110.0)]
     assert progress.running_step == -1 and progress.step_index == 3
+
+
+def test_an_upload_after_a_command_moves_on_to_the_step_after_it() -> None:
+    upload, install, restart = _three_steps()
+    r = rig(rollout_spec(hosts=[host_spec(steps=[restart, upload, install])]))
+    state, progress = r.drive()
+    assert state is S.SUCCEEDED, progress.error
+    assert len(r.remotes.uploads) == 1
+    ran = _update_commands(r)
+    assert len(ran) == 2 and "restart" in ran[0] and "install" in ran[1], ran
+    assert [o[0] for o in r.journal.outcomes() if o[0].startswith("update")] == [
+        "update[0]",
+        "update[1]",
+        "update[2]",
+    ]
 
 
 def test_interrupted_in_a_later_step_reverts_then_applies_every_step_again_from_the_first() -> None:

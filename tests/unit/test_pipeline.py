@@ -1008,6 +1008,57 @@ def test_a_command_that_ended_unrecorded_is_followed_by_the_next_step_not_the_on
     assert progress.step_index == 3 and progress.running_step == -1
 
 
+def _interrupted_in_update1(r: Rig, snapshot: str) -> tuple[HostState, Progress]:
+    """A worker died inside update[1] (its marker still set), and a new tick picks the host up."""
+    open_row = r.journal.step_started(r.host.name, "update[1]", "")
+    stored = Progress(snapshot=snapshot, step_index=1, running_step=1, run_id="abc", journal_id=open_row)
+    return r.drive(S.UPDATING, stored)
+
+
+def test_interrupted_without_a_snapshot_the_leftover_is_stopped_and_the_host_left_out_saying_why() -> None:
+    """Nothing will be reverted, so no memory revert ends the cut-off command: stop it over SSH."""
+    r = rig(rollout_spec(snapshot_enabled=False))
+    state, progress = _interrupted_in_update1(r, snapshot="")
+    assert state is S.FAILED_OUT
+    assert progress.error == (
+        "update[1] was interrupted and there is no snapshot to return to; the server's state is unknown"
+    )
+    [(_, stop)] = r.remotes.commands
+    assert stop == remote_commands.stop_script(
+        remote_commands.pid_file("R1", W, 1), remote_commands.result_file("R1", W, 1, "abc")
+    )
+    assert r.snaps.calls == [] and READY not in r.lb.calls
+
+
+def test_interrupted_under_a_memory_snapshot_only_looks_then_reverts_and_applies_it_all_again() -> None:
+    r = rig()
+    r.snaps.create(r.host.domain, "orch-R1", memory=True)
+    r.snaps.calls.clear()
+    state, progress = _interrupted_in_update1(r, snapshot="orch-R1")
+    assert state is S.SUCCEEDED, progress.error
+    look = remote_commands.status_script(
+        remote_commands.pid_file("R1", W, 1), remote_commands.result_file("R1", W, 1, "abc")
+    )
+    assert r.remotes.commands[0] == (W, look)  # looked, never stopped: the revert ends it
+    assert r.snaps.calls == [REVERT]
+    [interrupted] = [s for s in r.journal.steps if s.outcome == "interrupted"]
+    assert interrupted.detail == (
+        "interrupted (worker lost); the revert replaces its memory; reverted to orch-R1, applying the "
+        "update again"
+    )
+
+
+def test_a_command_step_journals_its_own_time_and_the_last_5_lines_of_its_output() -> None:
+    r = rig()
+    r.remotes.stdout["install"] = "\n".join(f"line {n}" for n in range(1, 11))
+    state, progress = r.drive()
+    assert state is S.SUCCEEDED, progress.error
+    [step] = [s for s in r.journal.steps if s.step == "update[1]"]
+    assert (step.outcome, step.detail, step.exit_code) == ("ok", "exit 0 in 0.01s", 0)
+    assert step.output_tail.splitlines() == [f"line {n}" for n in range(6, 11)]
+    assert step.work == pytest.approx(0.01, abs=0.005)  # the command's 0.01 s on the fake
+
+
 def test_the_host_deadline_fails_the_host_past_it_not_at_it_and_names_the_step() -> None:
     from orchestrator.model.playbook import Deadlines
 

@@ -69,8 +69,10 @@ def hold_for_hypervisor(run: HostRun) -> None:
 
 def reverted_memory_ends_commands(run: HostRun) -> bool:
     """A libvirt memory-and-disk revert replaces every process of the guest: a command cut off midway
-    dies with the memory, so nothing needs stopping over SSH first (the guest may not even answer)."""
-    return isinstance(run.spec.hypervisor, LibvirtConfig) and run.spec.snapshot_memory
+    dies with the memory, so nothing needs stopping over SSH first (the guest may not even answer).
+    Without snapshots nothing is reverted: a cut-off command must be stopped, or it would go on."""
+    spec = run.spec
+    return spec.snapshot_enabled and isinstance(spec.hypervisor, LibvirtConfig) and spec.snapshot_memory
 
 
 def updating(run: HostRun, p: Progress) -> Decision:

@@ -26,6 +26,7 @@ REVERTED: list[Row] = [
     ("verify_old", "ok", "old version healthy: HTTP 200"),
 ]
 STABLE_AND_BACK: list[Row] = [("checks", "ok", "stable: HTTP 200"), ("return", "ok", "UP")]
+STILL_OPEN = "3 connections still open after the drain timeout (3s); server left in service, nothing changed"
 STILL_UNHEALTHY = (
     "the reverted server is still unhealthy; it stays OUT of the pool after 10s: http old: HTTP 503"
 )
@@ -56,6 +57,12 @@ def _sessions(on_timeout: str) -> Rig:
     sessions = Sessions(probe="count-sessions", interval=0.5, on_timeout=on_timeout)  # type: ignore[arg-type]
     r = rig(rollout_spec([host], drain_timeout=3.0, sessions=sessions))
     r.remotes.stdout["count-sessions"] = "3"
+    return r
+
+
+def _connections(drain_on_timeout: str) -> Rig:
+    r = rig(rollout_spec(drain_timeout=3.0, drain_on_timeout=drain_on_timeout))
+    r.lb.sessions["web1"] = 3
     return r
 
 
@@ -146,6 +153,42 @@ PATHS: list[tuple[str, Callable[[], Rig], HostState, str, list[Row]]] = [
                 "failed",
                 STILL_UNHEALTHY,
             ),
+        ],
+    ),
+    (
+        "connections never end: failed, nothing changed",
+        lambda: _connections(drain_on_timeout="fail"),
+        S.FAILED,
+        STILL_OPEN,
+        [
+            ("drain", "failed", STILL_OPEN),
+            ("restore", "ok", "back in pool on the old version"),
+        ],
+    ),
+    (
+        "connections never end: forced",
+        lambda: _connections(drain_on_timeout="force"),
+        S.SUCCEEDED,
+        "",
+        [
+            ("drain", "ok", "drain timeout: forcing with 3 connections left"),
+            DRAINED[1],
+            SNAPSHOT,
+            *UPDATE,
+            *STABLE_AND_BACK,
+        ],
+    ),
+    (
+        "user sessions: forced",
+        lambda: _sessions("force"),
+        S.SUCCEEDED,
+        "",
+        [
+            ("drain", "ok", "drain timeout: forcing with 3 user sessions left"),
+            DRAINED[1],
+            SNAPSHOT,
+            *UPDATE,
+            *STABLE_AND_BACK,
         ],
     ),
     (

@@ -196,6 +196,7 @@ class FakeRemote:
         else:
             exit_code = 0
         stderr = f"{command}: failed with {exit_code}" if exit_code else ""
+        stderr = next((text for pattern, text in self.pool.stderr.items() if pattern in command), stderr)
         out = next((text for pattern, text in self.pool.stdout.items() if pattern in command), "done")
         return CommandResult(command, exit_code, out + "\n", stderr, 0.01)
 
@@ -209,11 +210,13 @@ class FakeRemote:
 
 @dataclass
 class FakeRemotePool:
-    """``outcomes`` maps a substring of a command to its exit code, or to "timeout"; ``stdout`` maps a
-    substring of a command to what it prints (default "done")."""
+    """``outcomes`` maps a substring of a command to its exit code, or to "timeout"; ``stdout`` and
+    ``stderr`` map a substring of a command to what it prints (default "done", and for a failure the
+    command and its exit code)."""
 
     outcomes: dict[str, int | str] = field(default_factory=dict)
     stdout: dict[str, str] = field(default_factory=dict)
+    stderr: dict[str, str] = field(default_factory=dict)  # as stdout; default: the command and its code
     commands: list[tuple[str, str]] = field(default_factory=list)
     timeouts: list[float] = field(default_factory=list)  # each command's, in the order they ran
     uploads: list[tuple[str, Path, str, int | None]] = field(default_factory=list)

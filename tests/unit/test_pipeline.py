@@ -1006,6 +1006,49 @@ def test_a_command_that_ended_unrecorded_is_followed_by_the_next_step_not_the_on
     ran = _update_commands(r)
     assert len(ran) == 1 and "restart" in ran[0], ran  # update[2] once; update[1] never again
     assert progress.step_index == 3 and progress.running_step == -1
+    [step] = [s for s in r.journal.steps if s.step == "update[1]"]
+    assert (step.outcome, step.exit_code) == ("ok", 0)
+    assert step.detail == UNRECORDED.format(code=0)
+
+
+UNRECORDED = "exit {code}, read from the host: it ended while nobody could record it (its output is lost)"
+
+
+def test_a_command_that_ended_unrecorded_with_a_failure_fails_its_step_and_reverts() -> None:
+    r = rig(rollout_spec(hosts=[host_spec(steps=_three_steps())], snapshot_memory=False))
+    r.snaps.create(r.host.domain, "orch-R1", memory=False)
+    r.remotes.stdout["update1-abc.rc"] = "ended with exit 3"
+    open_row = r.journal.step_started(r.host.name, "update[1]", "")
+    stored = Progress(snapshot="orch-R1", step_index=1, running_step=1, run_id="abc", journal_id=open_row)
+    state, progress = r.drive(S.UPDATING, stored)
+    assert state is S.ROLLED_BACK
+    assert progress.error == f"'run install' exited 3: {UNRECORDED.format(code=3)}"
+    [step] = [s for s in r.journal.steps if s.step == "update[1]"]
+    assert (step.outcome, step.exit_code, step.output_tail) == ("failed", 3, UNRECORDED.format(code=3))
+    assert "restart" not in " ".join(_update_commands(r))  # update[2] never ran
+
+
+def test_a_failed_command_journals_its_exit_code_and_the_last_20_lines_of_its_errors() -> None:
+    r = rig()
+    r.remotes.outcomes["install"] = 2
+    r.remotes.stderr["install"] = "\n".join(f"error {n}" for n in range(1, 31))
+    state, progress = r.drive()
+    assert state is S.ROLLED_BACK
+    assert progress.error == "'run install' exited 2: error 30"
+    [step] = [s for s in r.journal.steps if s.step == "update[1]"]
+    assert (step.outcome, step.exit_code) == ("failed", 2)
+    assert step.output_tail.splitlines() == [f"error {n}" for n in range(11, 31)]
+
+
+def test_a_host_picked_up_past_its_deadline_in_the_update_fails_naming_the_step() -> None:
+    from orchestrator.model.playbook import Deadlines
+
+    r = rig(rollout_spec(deadlines=Deadlines(host=10.0)))
+    r.snaps.create(r.host.domain, "orch-R1", memory=True)
+    stored = Progress(snapshot="orch-R1", step_index=1, host_started=r.clock.now - 60)
+    state, progress = r.drive(S.UPDATING, stored)
+    assert state is S.ROLLED_BACK
+    assert progress.error == "the host deadline (10s) passed in update"
 
 
 def _interrupted_in_update1(r: Rig, snapshot: str) -> tuple[HostState, Progress]:

@@ -1083,6 +1083,7 @@ def test_interrupted_under_a_memory_snapshot_only_looks_then_reverts_and_applies
         remote_commands.pid_file("R1", W, 1), remote_commands.result_file("R1", W, 1, "abc")
     )
     assert r.remotes.commands[0] == (W, look)  # looked, never stopped: the revert ends it
+    assert r.remotes.timeouts[0] == 10.0  # a frozen guest costs 10 s at most, then the revert goes on
     assert r.snaps.calls == [REVERT]
     [interrupted] = [s for s in r.journal.steps if s.outcome == "interrupted"]
     assert interrupted.detail == (

@@ -196,3 +196,18 @@ def test_a_host_put_back_for_a_silent_hypervisor_ends_its_tick_once_then_goes_th
     assert r.lb.calls == []  # nothing done this tick: the coordinator pauses the rollout for it
     state, progress = r.drive(state, progress)
     assert state is S.SUCCEEDED, progress.error
+
+
+def test_a_tick_the_orchestrator_was_late_for_does_not_count_against_capacity() -> None:
+    """The worker stalled 100 s (a restart) between an operator's pause and a capacity hold, then again
+    inside the capacity hold: neither stall is the pool's shortage, so 3 s of waiting stays 3 s."""
+    capacity = Hold("capacity: 2 of 3 in service, need 3", 1.0, capacity=True)
+    gate = _Gate(Hold("the operator's pause", 1.0), capacity, capacity, capacity, Proceed())
+    r = _gated(gate, capacity_timeout=5.0)
+    state, progress, delay = r.pipeline.advance(S.PENDING, Progress())
+    late = [100.0, 1.0, 100.0, 1.0]
+    while delay is not None and state is S.PENDING:
+        r.clock.advance(late.pop(0) if late else delay)
+        state, progress, delay = r.pipeline.advance(state, progress)
+    state, progress = r.drive(state, progress)
+    assert state is S.SUCCEEDED, progress.error

@@ -1071,6 +1071,46 @@ def test_interrupted_without_a_snapshot_the_leftover_is_stopped_and_the_host_lef
         remote_commands.pid_file("R1", W, 1), remote_commands.result_file("R1", W, 1, "abc")
     )
     assert r.snaps.calls == [] and READY not in r.lb.calls
+    assert r.remotes.timeouts == [60.0]  # the stop script waits up to 30 s after SIGTERM, then SIGKILL
+
+
+def test_interrupted_under_a_disk_snapshot_with_nothing_left_says_so_and_reverts() -> None:
+    r = rig(rollout_spec(snapshot_memory=False))
+    r.snaps.create(r.host.domain, "orch-R1", memory=False)
+    r.remotes.stdout["kill -s TERM"] = ""  # the stop script found nothing and printed nothing
+    state, progress = _interrupted_in_update1(r, snapshot="orch-R1")
+    assert state is S.SUCCEEDED, progress.error
+    [interrupted] = [s for s in r.journal.steps if s.outcome == "interrupted"]
+    assert interrupted.detail == (
+        "interrupted (worker lost); no leftover command; reverted to orch-R1, applying the update again"
+    )
+
+
+def test_a_leftover_that_cannot_be_stopped_is_never_reverted_under_and_the_host_stays_out() -> None:
+    r = rig(rollout_spec(snapshot_memory=False))
+    r.snaps.create(r.host.domain, "orch-R1", memory=False)
+    r.snaps.calls.clear()
+    r.remotes.outcomes["kill -s TERM"] = 1
+    r.remotes.stderr["kill -s TERM"] = "sent TERM\ncould not stop group 4242"
+    state, progress = _interrupted_in_update1(r, snapshot="orch-R1")
+    assert state is S.FAILED_OUT
+    assert progress.error == (
+        "could not stop the cut-off update[1] on web1 (exit 1: could not stop group 4242); "
+        "not reverting under it"
+    )
+    assert r.snaps.calls == [] and READY not in r.lb.calls
+
+
+def test_marker_files_keep_their_names_across_versions() -> None:
+    """A rollout resumed by a newer orchestrator reads the files an older one left on the host."""
+    assert remote_commands.pid_file("R1", "web1", 2) == "/tmp/orchestrator-R1-web1-update2.pid"
+    assert remote_commands.result_file("R1", "web1", 2, "abc") == "/tmp/orchestrator-R1-web1-update2-abc.rc"
+    assert remote_commands.result_file("R1", "web1", 2, "") == "/tmp/orchestrator-R1-web1-update2-none.rc"
+    # Only this host's status files of this rollout go, even for a host whose name holds "update".
+    wrapped = remote_commands.wrap(
+        "true", "/tmp/x.pid", remote_commands.result_file("R1", "update-srv", 0, "abc")
+    )
+    assert wrapped.startswith("rm -f /tmp/orchestrator-R1-update-srv-update*.rc; ")
 
 
 def test_interrupted_under_a_memory_snapshot_only_looks_then_reverts_and_applies_it_all_again() -> None:

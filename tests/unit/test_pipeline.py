@@ -393,7 +393,7 @@ def test_load_balancer_outage_pauses_the_host_where_it_stands_then_it_carries_on
         state is S.DRAINING and delay is not None and progress.blocked.startswith("load balancer unreachable")
     )
     state, progress = r.drive(state, progress)
-    assert state is S.SUCCEEDED and not progress.blocked
+    assert state is S.SUCCEEDED and (progress.blocked, progress.blocked_by) == ("", "")
     assert r.lb.attempts["drain"] == 6
 
 
@@ -1111,6 +1111,7 @@ def test_marker_files_keep_their_names_across_versions() -> None:
         "true", "/tmp/x.pid", remote_commands.result_file("R1", "update-srv", 0, "abc")
     )
     assert wrapped.startswith("rm -f /tmp/orchestrator-R1-update-srv-update*.rc; ")
+    assert "[ $i -lt 30 ]" in remote_commands.stop_script("/tmp/x.pid", "/tmp/x.rc")  # SIGTERM's grace
 
 
 def test_interrupted_under_a_memory_snapshot_only_looks_then_reverts_and_applies_it_all_again() -> None:

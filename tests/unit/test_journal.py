@@ -264,3 +264,10 @@ def test_a_revert_without_a_snapshot_provider_leaves_the_server_out_and_says_why
     assert (state, delay) == (S.FAILED_OUT, None)
     assert progress.error == "no snapshot provider to revert with"
     assert r.lb.calls == []  # nothing set: the server stays where it was, out of the pool
+
+
+def test_a_step_that_failed_without_a_command_has_no_exit_code_and_no_output() -> None:
+    r = _connections(drain_on_timeout="fail")
+    assert r.drive()[0] is S.FAILED
+    [drain] = [s for s in r.journal.steps if s.step == "drain"]
+    assert (drain.outcome, drain.exit_code, drain.output_tail) == ("failed", None, "")

@@ -64,6 +64,12 @@ def test_happy_path_drains_snapshots_updates_checks_returns_and_keeps_the_snapsh
     ]
     assert progress.error == ""
     assert r.journal.steps[-1].detail == "UP"
+    # An upload is not a command: no exit code, no output.
+    [upload] = [s for s in r.journal.steps if s.step == "update[0]"]
+    assert (upload.exit_code, upload.output_tail) == (None, "")
+    # What status shows of a host entering a state is that state's own word, nothing left from the last.
+    entered = [(state, saved["detail"]) for _, state, saved in r.journal.saves]
+    assert (S.SNAPSHOTTING, "") in entered and (S.RETURNING, "") in entered
 
 
 def test_retention_keep_leaves_the_snapshot() -> None:

@@ -64,6 +64,18 @@ def test_happy_path_drains_snapshots_updates_checks_returns_and_keeps_the_snapsh
     ]
     assert progress.error == ""
     assert r.journal.steps[-1].detail == "UP"
+    # What each step said when it began (status shows it while it runs): an update step its label.
+    assert [(s.step, s.started_detail) for s in r.journal.steps] == [
+        ("drain", ""),
+        ("maint", ""),
+        ("snapshot", ""),
+        ("update[0]", "upload app.tgz"),
+        ("update[1]", "run install"),
+        ("checks", ""),
+        ("return", ""),
+    ]
+    # Only the command kept output; a step that was not one has none.
+    assert [(s.step, s.output_tail) for s in r.journal.steps if s.output_tail] == [("update[1]", "done")]
     # An upload is not a command: no exit code, no output.
     [upload] = [s for s in r.journal.steps if s.step == "update[0]"]
     assert (upload.exit_code, upload.output_tail) == (None, "")

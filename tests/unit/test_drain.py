@@ -156,14 +156,15 @@ def test_a_host_that_passed_the_gate_holds_no_reason_for_waiting() -> None:
 class _Gate:
     """A gate answering from a script: each tick takes the next answer, the last one repeats."""
 
-    def __init__(self, *answers: Any) -> None:
+    def __init__(self, *answers: Any, aborting: bool = False) -> None:
         self.answers = list(answers)
+        self.abort = aborting
 
     def gate(self, host: Any, rollback: bool) -> Any:
         return self.answers.pop(0) if len(self.answers) > 1 else self.answers[0]
 
     def aborting(self) -> bool:
-        return False
+        return self.abort
 
     def postpone(self, host: Any) -> None:
         pass
@@ -211,3 +212,22 @@ def test_a_tick_the_orchestrator_was_late_for_does_not_count_against_capacity() 
         state, progress, delay = r.pipeline.advance(state, progress)
     state, progress = r.drive(state, progress)
     assert state is S.SUCCEEDED, progress.error
+
+
+def test_an_abort_before_the_update_puts_the_server_back_as_it_was_and_says_so() -> None:
+    r = _gated(_Gate(Proceed(), aborting=True))
+    state, progress = r.drive()
+    assert state is S.FAILED
+    assert progress.error == "aborted by an operator before the update began; put back as it was"
+    assert r.lb.calls == [("ready", W)] and r.snaps.calls == []  # never drained, nothing changed
+
+
+def test_a_rollback_is_never_interrupted_by_an_abort_or_the_host_deadline() -> None:
+    """Going back to the known-good version is what an abort or a deadline would want anyway."""
+    from orchestrator.model.playbook import Deadlines
+
+    r = _gated(_Gate(Proceed(), aborting=True), deadlines=Deadlines(host=10.0))
+    r.snaps.create(r.host.domain, "orch-R1", memory=True)
+    done = Progress(snapshot="orch-R1", host_started=r.clock.now - 3600).for_rollback()
+    state, progress = r.drive(S.SUCCEEDED, done)
+    assert state is S.ROLLED_BACK, progress.error

@@ -11,7 +11,9 @@ set -u
 cd "$(dirname "$0")/.."
 # tmp_path on tmpfs: the store commits (and fsyncs) at every step, and a disk makes that the cost;
 # two runs at once (one per worktree, on different files) each need their own MUTATION_BASETEMP.
-PYTEST=(.venv/bin/pytest -x -q -p no:cacheprovider --no-header --basetemp="${MUTATION_BASETEMP:-/dev/shm/orchestrator-mutmut}")
+# A mutant that loops for ever is stopped by mutmut, which kills this script but not its pytest: the
+# timeout ends that pytest too, or it would go on taking a core.
+PYTEST=(timeout -k 5 120 .venv/bin/pytest -x -q -p no:cacheprovider --no-header --basetemp="${MUTATION_BASETEMP:-/dev/shm/orchestrator-mutmut}")
 LOG=${MUTATION_LOG:-.mutmut-phases.log}
 OWN=(tests/unit/test_pipeline.py tests/unit/test_drain.py tests/unit/test_journal.py tests/unit/test_lb_watch.py tests/unit/test_gate.py tests/unit/test_command_status.py)
 bak=$(find orchestrator -name '*.py.bak' | head -1)

@@ -18,7 +18,7 @@ from typing import Any
 from orchestrator.adapters.checks.base import CheckResult
 from orchestrator.adapters.loadbalancers.base import AdminState, Instance, ServerState
 from orchestrator.engine.host.machine import HostPipeline
-from orchestrator.engine.host.ports import Adapters
+from orchestrator.engine.host.ports import Adapters, Controls
 from orchestrator.engine.secrets import SecretValues
 from orchestrator.engine.wiring import Runtime
 from orchestrator.errors import CommandTimeout, HypervisorError, LoadBalancerError
@@ -459,7 +459,12 @@ def rig(
     snapshots: bool = True,
     lb: FakeLoadBalancer | None = None,
     attempts: int = 4,
+    controls: Controls | None = None,
+    created_ago: float | None = None,
 ) -> Rig:
+    """One host's pipeline on fakes. ``controls``: the rollout's gate and abort (default: none);
+    ``created_ago``: the rollout was created that many seconds before the fake clock's start (default:
+    at the epoch, so every load balancer process counts as older than the rollout)."""
     spec = spec or rollout_spec()
     host = next(iter(spec.hosts.values()))
     lb = lb or FakeLoadBalancer()
@@ -473,7 +478,14 @@ def rig(
         lb=lb, snapshots=lambda h: snaps if snapshots else None, remotes=remotes, check=checks
     )
     pipeline = HostPipeline(
-        spec, host, adapters, journal, retry=RetryPolicy(attempts=attempts, sleep=sleeps.append), clock=clock
+        spec,
+        host,
+        adapters,
+        journal,
+        controls=controls,
+        retry=RetryPolicy(attempts=attempts, sleep=sleeps.append),
+        clock=clock,
+        rollout_created=clock.now - created_ago if created_ago is not None else 0.0,
     )
     return Rig(spec, host, lb, snaps, remotes, checks, journal, clock, sleeps, pipeline)
 

@@ -9,7 +9,6 @@ from typing import Any
 import pytest
 
 from orchestrator.engine.host.decisions import Hold, Proceed
-from orchestrator.engine.host.machine import HostPipeline
 from orchestrator.engine.host.run import poll_delay
 from orchestrator.model.playbook import Sessions
 from orchestrator.model.progress import Progress
@@ -21,13 +20,15 @@ W = "web1"
 PROBE, WARN = "count-sessions", "wall bye"
 
 
-def _sessions_rig(*, probe: bool = True, on_timeout: str = "postpone", drain_timeout: float = 30.0) -> Rig:
+def _sessions_rig(
+    *, probe: bool = True, on_timeout: str = "postpone", created_ago: float | None = None
+) -> Rig:
     """A host whose users have sessions the load balancer cannot see: probed every 0.5 s, warned every
     1 s. Without ``probe`` the playbook asks for sessions but this host has no probe of its own."""
     update = {"session_probe": PROBE, "session_warn": WARN} if probe else {}
     host = host_spec(W).model_copy(update=update)
     sessions = Sessions(probe=PROBE, interval=0.5, warn=WARN, warn_every=1.0, on_timeout=on_timeout)  # type: ignore[arg-type]
-    return rig(rollout_spec([host], drain_timeout=drain_timeout, sessions=sessions))
+    return rig(rollout_spec([host], sessions=sessions), created_ago=created_ago)
 
 
 def _commands(r: Rig, word: str) -> int:
@@ -97,18 +98,8 @@ def test_a_session_probe_that_fails_or_prints_no_number_fails_the_host_untouched
 
 
 def test_no_user_left_is_not_probed_again_while_older_haproxy_processes_finish() -> None:
-    r = _sessions_rig()
+    r = _sessions_rig(created_ago=60)
     r.lb.uptime, r.lb.older_gone_in = 2.0, 4.0  # reloaded 2 s ago; older processes gone within 4 s
-    run = r.pipeline.run
-    r.pipeline = HostPipeline(
-        r.spec,
-        r.host,
-        run.adapters,
-        r.journal,
-        retry=run.retry,
-        clock=r.clock,
-        rollout_created=r.clock.now - 60,
-    )
     r.lb.sessions[W] = 0
     r.remotes.stdout[PROBE] = "0"
     state, progress = r.drive()
@@ -171,12 +162,7 @@ class _Gate:
 
 
 def _gated(gate: _Gate, **overrides: Any) -> Rig:
-    r = rig(rollout_spec(**overrides))
-    run = r.pipeline.run
-    r.pipeline = HostPipeline(
-        r.spec, r.host, run.adapters, r.journal, controls=gate, retry=run.retry, clock=r.clock
-    )
-    return r
+    return rig(rollout_spec(**overrides), controls=gate)
 
 
 def test_the_capacity_wait_starts_again_after_a_hold_for_another_reason() -> None:

@@ -821,12 +821,7 @@ class _NoCapacity:
 
 
 def _capacity_rig(controls: _NoCapacity, **overrides: Any) -> Rig:
-    r = rig(rollout_spec(capacity_timeout=5.0, **overrides))
-    run = r.pipeline.run
-    r.pipeline = HostPipeline(
-        r.spec, r.host, run.adapters, r.journal, controls=controls, retry=run.retry, clock=r.clock
-    )
-    return r
+    return rig(rollout_spec(capacity_timeout=5.0, **overrides), controls=controls)
 
 
 def test_a_host_held_for_capacity_fails_after_the_capacity_timeout_untouched_and_says_so() -> None:
@@ -861,18 +856,8 @@ def test_capacity_that_comes_back_lets_the_host_go_on() -> None:
 def _reloaded_rig(*, uptime: float, gone_in: float | None, **overrides: Any) -> Rig:
     """HAProxy reloaded ``uptime`` seconds ago; its older processes stop within ``gone_in``; the
     rollout was created 60 s ago."""
-    r = rig(rollout_spec(**overrides))
+    r = rig(rollout_spec(**overrides), created_ago=60)
     r.lb.uptime, r.lb.older_gone_in = uptime, gone_in
-    run = r.pipeline.run
-    r.pipeline = HostPipeline(
-        r.spec,
-        r.host,
-        run.adapters,
-        r.journal,
-        retry=run.retry,
-        clock=r.clock,
-        rollout_created=r.clock.now - 60,
-    )
     return r
 
 
@@ -1019,9 +1004,7 @@ def test_a_command_that_ended_unrecorded_is_followed_by_the_next_step_not_the_on
     r = rig(rollout_spec(hosts=[host_spec(steps=_three_steps())], snapshot_memory=False))
     r.snaps.create(r.host.domain, "orch-R1", memory=False)
     r.remotes.stdout["update1-abc.rc"] = "ended with exit 0"
-    open_row = r.journal.step_started(r.host.name, "update[1]", "")
-    stored = Progress(snapshot="orch-R1", step_index=1, running_step=1, run_id="abc", journal_id=open_row)
-    state, progress = r.drive(S.UPDATING, stored)
+    state, progress = _interrupted_in_update1(r, snapshot="orch-R1")
     assert state is S.SUCCEEDED, progress.error
     ran = _update_commands(r)
     assert len(ran) == 1 and "restart" in ran[0], ran  # update[2] once; update[1] never again
@@ -1038,9 +1021,7 @@ def test_a_command_that_ended_unrecorded_with_a_failure_fails_its_step_and_rever
     r = rig(rollout_spec(hosts=[host_spec(steps=_three_steps())], snapshot_memory=False))
     r.snaps.create(r.host.domain, "orch-R1", memory=False)
     r.remotes.stdout["update1-abc.rc"] = "ended with exit 3"
-    open_row = r.journal.step_started(r.host.name, "update[1]", "")
-    stored = Progress(snapshot="orch-R1", step_index=1, running_step=1, run_id="abc", journal_id=open_row)
-    state, progress = r.drive(S.UPDATING, stored)
+    state, progress = _interrupted_in_update1(r, snapshot="orch-R1")
     assert state is S.ROLLED_BACK
     assert progress.error == f"'run install' exited 3: {UNRECORDED.format(code=3)}"
     [step] = [s for s in r.journal.steps if s.step == "update[1]"]

@@ -1,0 +1,1 @@
+"""Tamper-evident audit log: canonical JSON, a Merkle tree over its records, signed checkpoints."""

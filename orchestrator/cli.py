@@ -80,19 +80,42 @@ def plan(playbook: Path, inventory: Path, hosts: str | None) -> None:
     console.print(plan_text(spec, missing), soft_wrap=True)
 
 
+rollout_arg = click.argument("rollout")
+as_opt = click.option(
+    "--as", "actor", default=None, help="Who does this (recorded); else ORCH_ACTOR, else the login name."
+)
+reason_opt = click.option("--reason", default=None, help="Why (recorded, and shown in the change report).")
+change_opt = click.option(
+    "--change", "ticket", default=None, metavar="TICKET", help="The change ticket, e.g. CHG-1234 (recorded)."
+)
+
+
 @cli.command()
 @playbook_arg
 @inventory_opt
 @hosts_opt
-def run(playbook: Path, inventory: Path, hosts: str | None) -> None:
+@as_opt
+@reason_opt
+@change_opt
+def run(
+    playbook: Path,
+    inventory: Path,
+    hosts: str | None,
+    actor: str | None,
+    reason: str | None,
+    ticket: str | None,
+) -> None:
     """Run the rolling update; live progress per host and step, then a summary."""
     from orchestrator import context
-    from orchestrator.app.submit import load_spec, new_rollout_id
+    from orchestrator.app import identity
+    from orchestrator.app.submit import change_ticket, load_spec, new_rollout_id, with_request
     from orchestrator.engine.secrets import SecretValues
     from orchestrator.workflows.worker import execute
 
     settings = load_settings()
+    who, why, ticket = identity.actor(actor), identity.reason(reason), change_ticket(ticket)
     spec = load_spec(playbook, inventory, rollout_id=new_rollout_id(), hosts=host_list(hosts))
+    spec = with_request(spec, requested_by=who, change=ticket, reason=why)
     if settings.in_process:  # this process is the worker: a secret it cannot read stops it here
         SecretValues(spec.secrets).require()
     _end(execute(context.build(settings), spec, _emit))
@@ -136,6 +159,7 @@ def status(rollout: str | None, watch: bool) -> None:
             console.print("no active rollout (see `orchestrator history`)")
             return
         console.print(rollouts_table("active rollouts", active))
+        console.print("change report of one: `orchestrator report ROLLOUT --format html -o FILE`")
         return
     found = store.rollout(_rollout_id(rollout))
     if found is None:
@@ -143,6 +167,7 @@ def status(rollout: str | None, watch: bool) -> None:
     servers = ctx.runtime.loadbalancer(found.spec.loadbalancer).servers
     if not watch:
         console.print(status_view(store, found, servers))
+        console.print(printable(f"change report: `orchestrator report {found.id} --format html -o FILE`"))
         return
     import time
 
@@ -166,82 +191,85 @@ def history(limit: int) -> None:
     from orchestrator.report import rollouts_table
 
     console.print(rollouts_table("rollouts", context.build().store.rollouts(limit=limit)))
+    console.print("change report of one: `orchestrator report ROLLOUT --format html|json|md -o FILE`")
 
 
 @cli.command()
-@click.argument("rollout")
-@click.option("--as", "actor", default=None, help="Who resumes it (recorded); defaults to the login name.")
-def resume(rollout: str, actor: str | None) -> None:
+@rollout_arg
+@as_opt
+@reason_opt
+def resume(rollout: str, actor: str | None, reason: str | None) -> None:
     """Resume a rollout that stopped making progress (its CLI or worker died, or it paused)."""
-    import getpass
-
     from orchestrator import context
+    from orchestrator.app import identity
     from orchestrator.workflows.worker import resume as resume_rollout
 
-    _end(resume_rollout(context.build(), _rollout_id(rollout), actor or getpass.getuser(), _emit))
+    who, why = identity.actor(actor), identity.reason(reason)
+    _end(resume_rollout(context.build(), _rollout_id(rollout), who, _emit, why))
 
 
-def _operate(action: str, rollout: str, actor: str | None) -> None:
+def _operate(action: str, rollout: str, actor: str | None, reason: str | None) -> None:
     """Apply an operator action; with a broker, act now; otherwise the process running the rollout
     (its in-process worker's reconciler) carries it out within seconds."""
-    import getpass
-
     from orchestrator import context
-    from orchestrator.app.operate import operate
+    from orchestrator.app import identity
+    from orchestrator.app.operate import NEEDS_REASON, operate
 
+    rollout = _rollout_id(rollout)
+    who = identity.actor(actor)
+    why = identity.reason(reason, required_for=action if action in NEEDS_REASON else "")
     ctx = context.build()
     scheduler = None if ctx.settings.in_process else ctx.scheduler
-    text = operate(ctx.store, scheduler, action, _rollout_id(rollout), actor or getpass.getuser())
+    text = operate(ctx.store, scheduler, action, rollout, who, why)
     console.print(printable(f"{rollout}: {text}"), soft_wrap=True)
     if scheduler is None:
         every = ctx.settings.reconcile_every
         console.print(f"(no broker: the process running {rollout} applies this within {every:g}s)")
 
 
-rollout_arg = click.argument("rollout")
-as_opt = click.option(
-    "--as", "actor", default=None, help="Who does this (recorded); defaults to the login name."
-)
-
-
 @cli.command()
 @rollout_arg
 @as_opt
-def pause(rollout: str, actor: str | None) -> None:
+@reason_opt
+def pause(rollout: str, actor: str | None, reason: str | None) -> None:
     """No new host starts; hosts in flight finish and return to the pool. `resume` continues."""
-    _operate("pause", rollout, actor)
+    _operate("pause", rollout, actor, reason)
 
 
 @cli.command()
 @rollout_arg
 @as_opt
-def abort(rollout: str, actor: str | None) -> None:
+@click.option("--reason", required=True, help="Why (required: recorded and shown in the change report).")
+def abort(rollout: str, actor: str | None, reason: str) -> None:
     """Stop: no new host; a host in flight is put back, or finishes (reverted if its checks fail)."""
-    _operate("abort", rollout, actor)
+    _operate("abort", rollout, actor, reason)
 
 
 @cli.command()
 @rollout_arg
 @as_opt
-def rollback(rollout: str, actor: str | None) -> None:
+@click.option("--reason", required=True, help="Why (required: recorded and shown in the change report).")
+def rollback(rollout: str, actor: str | None, reason: str) -> None:
     """Revert every host this rollout updated, newest first, through drain, checks and return."""
-    _operate("rollback", rollout, actor)
+    _operate("rollback", rollout, actor, reason)
 
 
 @cli.command()
 @rollout_arg
-@click.option("--as", "actor", required=True, help="Who approves (recorded with the time).")
-def approve(rollout: str, actor: str) -> None:
+@as_opt
+@reason_opt
+def approve(rollout: str, actor: str | None, reason: str | None) -> None:
     """Let a rollout waiting after a batch (typically the canary) go on."""
-    _operate("approve", rollout, actor)
+    _operate("approve", rollout, actor, reason)
 
 
 @cli.command()
 @rollout_arg
-@click.option("--as", "actor", required=True, help="Who rejects (recorded with the time).")
-def reject(rollout: str, actor: str) -> None:
+@as_opt
+@click.option("--reason", required=True, help="Why (required: recorded and shown in the change report).")
+def reject(rollout: str, actor: str | None, reason: str) -> None:
     """Stop a rollout waiting for approval, by its on_failure policy (halt, or roll back)."""
-    _operate("reject", rollout, actor)
+    _operate("reject", rollout, actor, reason)
 
 
 @cli.command()
@@ -320,6 +348,16 @@ def _attach_schedules() -> None:
 
 
 _attach_schedules()
+
+
+def _attach_audit() -> None:
+    from orchestrator.cli_audit import audit, report
+
+    cli.add_command(audit)
+    cli.add_command(report)
+
+
+_attach_audit()
 
 
 def _attach_lab() -> None:

@@ -6,7 +6,6 @@ into one line by its ``main``. Workers start due schedules from their reconciler
 
 from __future__ import annotations
 
-import getpass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -21,7 +20,9 @@ from orchestrator.terminal import console, host_list
 
 
 def _actor(name: str | None) -> str:
-    return name or getpass.getuser()
+    from orchestrator.app.identity import actor
+
+    return actor(name)
 
 
 @click.command()
@@ -43,7 +44,11 @@ def _actor(name: str | None) -> str:
 )
 @click.option("--next-window", is_flag=True, help="When the playbook's maintenance window next opens.")
 @click.option("--hosts", default=None, help="Comma-separated host names: only these (in pool order).")
-@click.option("--as", "actor", default=None, help="Who schedules it (recorded); defaults to the login name.")
+@click.option(
+    "--as", "actor", default=None, help="Who schedules it (recorded); else ORCH_ACTOR, else the login name."
+)
+@click.option("--reason", default=None, help="Why (recorded, and shown in the change report).")
+@click.option("--change", "ticket", default=None, metavar="TICKET", help="The change ticket, e.g. CHG-1234.")
 def schedule(
     playbook: Path,
     inventory: Path,
@@ -51,14 +56,18 @@ def schedule(
     next_window: bool,
     hosts: str | None,
     actor: str | None,
+    reason: str | None,
+    ticket: str | None,
 ) -> None:
     """Start a rollout later. The playbook and inventory are checked now, and again when it starts."""
-    from orchestrator.app.submit import load_spec
+    from orchestrator.app.identity import reason as reason_of
+    from orchestrator.app.submit import change_ticket, load_spec
     from orchestrator.schedule import in_utc, in_zone, parse_at
     from orchestrator.store.schedules import add_schedule
 
     if (at_text is None) == (not next_window):
         raise InputError("--at", "give one of --at TIME or --next-window", "e.g. --at '2026-12-05 01:30'")
+    who, why, ticket = _actor(actor), reason_of(reason), change_ticket(ticket)
     only = host_list(hosts)
     spec = load_spec(playbook, inventory, hosts=only)
     window = spec.window.parsed() if spec.window else None
@@ -93,10 +102,12 @@ def schedule(
         playbook,
         inventory,
         run_at=at.timestamp(),
-        created_by=_actor(actor),
+        created_by=who,
         hosts=only,
         next_window=next_window,
         detail=f"next window: {window.describe()}" if next_window and window else "",
+        change_ticket=ticket,
+        reason=why,
     )
     when = in_utc(row.run_at or 0.0)
     if window:
@@ -146,12 +157,16 @@ def schedules(limit: int) -> None:
 
 @click.command()
 @click.argument("schedule_id", metavar="ID", type=int)
-@click.option("--as", "actor", default=None, help="Who cancels it (recorded); defaults to the login name.")
-def unschedule(schedule_id: int, actor: str | None) -> None:
+@click.option(
+    "--as", "actor", default=None, help="Who cancels it (recorded); else ORCH_ACTOR, else the login name."
+)
+@click.option("--reason", default=None, help="Why (recorded).")
+def unschedule(schedule_id: int, actor: str | None, reason: str | None) -> None:
     """Cancel a schedule that has not started yet."""
+    from orchestrator.app.identity import reason as reason_of
     from orchestrator.store.schedules import cancel_schedule
 
-    row = cancel_schedule(context.build().store, schedule_id, _actor(actor))
+    row = cancel_schedule(context.build().store, schedule_id, _actor(actor), reason_of(reason))
     console.print(printable(f"schedule {row.id} cancelled ({row.detail})"))
 
 

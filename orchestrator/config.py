@@ -25,10 +25,26 @@ class Settings:
     )
     lock_stale_after: float = 600.0  # a pool lock whose rollout made no progress this long may be taken over
     store_outage_budget: float = 600.0  # how long the engine waits for a store that does not answer
+    # The audit log's signing key (created 0600 on first use), where signed checkpoints are exported,
+    # the log's name in them, and every how many records a checkpoint is signed besides each
+    # rollout's end.
+    audit_key: Path | None = None  # None: HOME/audit/signing.key
+    audit_checkpoints: Path | None = None  # None: HOME/audit/checkpoints
+    audit_origin: str = "orchestrator/audit"
+    audit_checkpoint_every: int = 1000
+    lb_sample_every: float = 1.0  # seconds between availability samples of a running rollout's pool
 
     @property
     def in_process(self) -> bool:
         return self.broker_url is None
+
+    @property
+    def audit_key_file(self) -> Path:
+        return self.audit_key or self.home / "audit" / "signing.key"
+
+    @property
+    def audit_folder(self) -> Path:
+        return self.audit_checkpoints or self.home / "audit" / "checkpoints"
 
 
 def _number(env: Mapping[str, str], name: str, default: float) -> float:
@@ -55,6 +71,16 @@ def _whole(env: Mapping[str, str], name: str, default: int) -> int:
     return int(text)
 
 
+def _origin(text: str) -> str:
+    """A checkpoint's first line: printable, no spaces (C2SP tlog-checkpoint origin)."""
+    if not text.isprintable() or " " in text or len(text) > 200:
+        raise ConfigError(
+            f"ORCH_AUDIT_ORIGIN: {text[:80]!r} is not a log name; printable text without spaces, "
+            "e.g. hospital.example/orchestrator"
+        )
+    return text
+
+
 def load_settings(env: Mapping[str, str] | None = None, **overrides: object) -> Settings:
     env = os.environ if env is None else env
     home = Path(env.get("ORCH_HOME") or Path.home() / ".local/state/orchestrator")
@@ -71,5 +97,10 @@ def load_settings(env: Mapping[str, str] | None = None, **overrides: object) -> 
         reconcile_after=_number(env, "ORCH_RECONCILE_AFTER", Settings.reconcile_after),
         lock_stale_after=_number(env, "ORCH_LOCK_STALE_AFTER", Settings.lock_stale_after),
         store_outage_budget=_number(env, "ORCH_STORE_OUTAGE_BUDGET", Settings.store_outage_budget),
+        audit_key=Path(env["ORCH_AUDIT_KEY"]) if env.get("ORCH_AUDIT_KEY") else None,
+        audit_checkpoints=Path(env["ORCH_AUDIT_CHECKPOINTS"]) if env.get("ORCH_AUDIT_CHECKPOINTS") else None,
+        audit_origin=_origin(env.get("ORCH_AUDIT_ORIGIN") or Settings.audit_origin),
+        audit_checkpoint_every=_whole(env, "ORCH_AUDIT_CHECKPOINT_EVERY", Settings.audit_checkpoint_every),
+        lb_sample_every=_number(env, "ORCH_LB_SAMPLE_EVERY", Settings.lb_sample_every),
     )
     return replace(settings, **{k: v for k, v in overrides.items() if v is not None})  # type: ignore[arg-type]

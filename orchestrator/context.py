@@ -14,9 +14,11 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from orchestrator.audit.signing import FileCheckpointer
 from orchestrator.config import Settings, load_settings
 from orchestrator.engine.rollout.outage import PatientStore
 from orchestrator.engine.wiring import Runtime
+from orchestrator.store.audit import AuditLog
 from orchestrator.store.db import Store
 from orchestrator.workflows.app import CeleryScheduler, configure
 
@@ -40,6 +42,17 @@ class Context:
         self.store.engine.dispose()
 
 
+def audit_log(settings: Settings) -> AuditLog:
+    return AuditLog(
+        FileCheckpointer(
+            settings.audit_key_file,
+            settings.audit_folder,
+            settings.audit_origin,
+            settings.audit_checkpoint_every,
+        )
+    )
+
+
 _lock = threading.Lock()
 _current: Context | None = None
 
@@ -52,7 +65,7 @@ def build(settings: Settings | None = None) -> Context:
         if _current is not None and _current.settings == settings:
             return _current
         app = configure(settings)
-        store = Store(settings.database_url)
+        store = Store(settings.database_url, audit=audit_log(settings))
         patient = PatientStore(store, budget=settings.store_outage_budget)
         _current = Context(settings, store, Runtime(), CeleryScheduler(app), patient)
         return _current

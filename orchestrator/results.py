@@ -3,6 +3,7 @@ Failure.result is): the message alone explains the failure, and nothing rebuilds
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 
 
@@ -17,6 +18,11 @@ class CommandResult:
     @property
     def ok(self) -> bool:
         return self.exit_code == 0
+
+    @property
+    def digest(self) -> str:
+        """SHA-256 of the whole output (stdout, a NUL, stderr): what the audit log keeps of it."""
+        return hashlib.sha256(f"{self.stdout}\0{self.stderr}".encode()).hexdigest()
 
     def tail(self, lines: int = 5) -> str:
         """The last lines of output, for messages and the journal."""

@@ -9,7 +9,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
-from pathlib import Path
 
 from orchestrator.errors import OrchestratorError
 from orchestrator.model.windows import to_utc, zone
@@ -19,9 +18,9 @@ from orchestrator.store.schedules import Schedule, claim_due, get_schedule, mark
 
 log = logging.getLogger(__name__)
 
-# (playbook, inventory, hosts filter) -> the new rollout's id. Validates, preflights, stores, enqueues;
-# raises InputError or RolloutRefused when the rollout may not start.
-StartRollout = Callable[[Path, Path, tuple[str, ...]], str]
+# A due schedule -> the new rollout's id. Validates, preflights, stores, enqueues; raises InputError
+# or RolloutRefused when the rollout may not start.
+StartRollout = Callable[[Schedule], str]
 
 
 def due_rollouts(store: Store, now: float, start: StartRollout, *, owner: str = OWNER) -> list[Schedule]:
@@ -30,7 +29,7 @@ def due_rollouts(store: Store, now: float, start: StartRollout, *, owner: str = 
     results: list[Schedule] = []
     for schedule in claim_due(store, now, owner=owner):
         try:
-            rollout_id = start(schedule.playbook, schedule.inventory, schedule.hosts)
+            rollout_id = start(schedule)
         except OrchestratorError as exc:  # a bad file since scheduling, preflight refused, pool busy
             log.warning("schedule %s: could not start %s: %s", schedule.id, schedule.playbook, exc)
             mark_failed(store, schedule.id, f"not started: {exc}")

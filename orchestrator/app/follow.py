@@ -114,8 +114,13 @@ def known(store: RolloutReader, rollout_id: str) -> Rollout:
 
 
 def pick_up(
-    store: RolloutStore, scheduler: Scheduler, rollout_id: str, actor: str, runtime: Runtime | None = None
+    store: RolloutStore,
+    scheduler: Scheduler,
+    rollout_id: str,
+    actor: str,
+    runtime: Runtime | None = None,
+    reason: str = "",
 ) -> list[str]:
-    """`orchestrator resume`: lift a pause (recorded with who did it) and restart what stalled."""
-    operations.unpause(store, rollout_id, actor)
+    """`orchestrator resume`: lift a pause (recorded with who did it and why) and restart what stalled."""
+    operations.unpause(store, rollout_id, actor, reason)
     return recovery.restart(store, scheduler, rollout_id, actor=actor, runtime=runtime)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import re
 import secrets
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -9,12 +11,18 @@ from pathlib import Path
 from typing import Protocol
 
 from orchestrator.adapters.loadbalancers.haproxy_parse import hard_stop_after, server_state_keeping
+from orchestrator.display import printable
 from orchestrator.engine.wiring import Runtime
-from orchestrator.errors import OrchestratorError, RolloutRefused
+from orchestrator.errors import InputError, OrchestratorError, RolloutRefused
 from orchestrator.model.inventory import HAProxyConfig, load_inventory
 from orchestrator.model.playbook import load_playbook
 from orchestrator.model.resolve import Files, resolve
-from orchestrator.model.spec import RolloutSpec
+from orchestrator.model.spec import ChangeRequest, Document, RolloutSpec
+from orchestrator.redact import redact
+from orchestrator.store.schedules import Schedule
+
+# A change ticket reference as ticketing systems write them: CHG0012345, CHG-1234, OPS/2026/17, #42.
+CHANGE_TICKET = re.compile(r"^[A-Za-z0-9#][A-Za-z0-9_.:/#-]{0,63}$")
 
 
 class Launcher(Protocol):
@@ -45,6 +53,48 @@ def load_spec(
     inv, inv_lines = load_inventory(inventory)
     files = Files(book_lines, inv_lines)
     return resolve(book, inv, files, rollout_id=rollout_id, only_hosts=hosts, missing=missing)
+
+
+def change_ticket(text: str | None) -> str | None:
+    if text is None:
+        return None
+    if not CHANGE_TICKET.match(text):
+        raise InputError(
+            "--change",
+            f"{printable(text[:80])!r} is not a change ticket reference",
+            "up to 64 letters, digits and _ . : / # -, e.g. CHG-1234",
+        )
+    return text
+
+
+def _document(path: Path) -> Document:
+    data = path.read_bytes()  # loaded a moment ago by load_spec: a failure here is a race, not input
+    return Document(
+        path=str(path.resolve()),
+        sha256=hashlib.sha256(data).hexdigest(),
+        text=redact(data.decode("utf-8", errors="replace")),
+    )
+
+
+def with_request(
+    spec: RolloutSpec,
+    *,
+    requested_by: str,
+    change: str | None = None,
+    reason: str = "",
+    at: float | None = None,
+) -> RolloutSpec:
+    """The spec with who asked for it, why, under which ticket, and the files it was made from (their
+    digests, and their text with every secret value this process knows masked)."""
+    request = ChangeRequest(
+        requested_by=requested_by,
+        requested_at=time.time() if at is None else at,
+        change_ticket=change,
+        reason=reason or None,
+        playbook=_document(spec.playbook_path),
+        inventory=_document(spec.inventory_path),
+    )
+    return spec.model_copy(update={"request": request})
 
 
 def preflight(spec: RolloutSpec, runtime: Runtime) -> list[str]:
@@ -137,13 +187,15 @@ def start_from_files(
     store: RolloutCreator,
     runtime: Runtime,
     launcher: Launcher,
-    playbook: Path,
-    inventory: Path,
-    hosts: tuple[str, ...],
+    due: Schedule,
     *,
     stale_after: float,
 ) -> str:
-    """What a schedule does when it comes due (inside a worker): validate again, preflight, submit."""
-    spec = load_spec(playbook, inventory, rollout_id=new_rollout_id(), hosts=hosts)
+    """What a schedule does when it comes due (inside a worker): validate again, preflight, submit.
+    The requester is who scheduled it."""
+    spec = load_spec(due.playbook, due.inventory, rollout_id=new_rollout_id(), hosts=due.hosts)
+    spec = with_request(
+        spec, requested_by=due.created_by, change=due.change_ticket, reason=due.reason, at=due.created_at
+    )
     preflight(spec, runtime)
     return submit(store, launcher, spec, stale_after=stale_after)

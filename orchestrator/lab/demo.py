@@ -13,7 +13,8 @@ from rich.table import Table
 from rich.text import Text
 
 from orchestrator import context
-from orchestrator.app.submit import load_spec, new_rollout_id
+from orchestrator.app.identity import actor
+from orchestrator.app.submit import load_spec, new_rollout_id, with_request
 from orchestrator.config import load_settings
 from orchestrator.display import printable
 from orchestrator.lab.measure import Measured, naive_update, under_load
@@ -49,6 +50,7 @@ def _rollout(console: Console, target: Target, playbook: Path, title: str, short
     console.rule(title)
     ctx = context.build(load_settings())
     spec = load_spec(playbook, target.inventory, rollout_id=new_rollout_id())
+    spec = with_request(spec, requested_by=actor(None), reason=f"demo: {title}")
     with under_load(target.url, target.lb_socket) as figures:
         outcome = execute(ctx, spec, lambda line: console.print(line, markup=False, soft_wrap=True))
     summary(console, outcome.rollout, outcome.hosts, outcome.steps)

@@ -71,6 +71,8 @@ class Strategy(Strict):
     approve_after: list[Int] = []  # batch numbers (1-based) after which a human must approve
     approval_timeout: Timeout = 14400.0
     on_approval_timeout: Literal["reject", "approve"] = "reject"
+    # Four eyes: whoever approves or rejects must not be who requested (ran or scheduled) the rollout.
+    four_eyes: bool = False
 
     @model_validator(mode="after")
     def _continue_needs_budget(self) -> Strategy:

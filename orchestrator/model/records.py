@@ -48,3 +48,17 @@ class Step:
     work: float
     exit_code: int | None
     output_tail: str
+    command_sha256: str | None = None  # what ran (secrets as tokens), for the change report
+    output_sha256: str | None = None  # its whole output
+
+
+@dataclass(frozen=True)
+class Action:
+    """An operator's action or an orchestrator's decision on a rollout, with who and why."""
+
+    at: float
+    action: str
+    actor: str
+    detail: str
+    reason: str = ""
+    batch: int | None = None  # an approval or a rejection: after this batch (1-based)

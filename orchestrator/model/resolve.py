@@ -426,6 +426,7 @@ def resolve(
         approve_after=playbook.strategy.approve_after,
         approval_timeout=playbook.strategy.approval_timeout,
         on_approval_timeout=playbook.strategy.on_approval_timeout,
+        four_eyes=playbook.strategy.four_eyes,
         deadlines=playbook.deadlines,
         window=playbook.window,
         sessions=playbook.drain.sessions,
@@ -482,4 +483,10 @@ def _check_strategy(playbook: pb.Playbook, pool_size: int, batch_count: int, fil
             files.playbook.where(("strategy", "approve_after")),
             f"approve_after {late} but the plan has {batch_count} batches (no batch follows)",
             f"batch numbers from 1 to {batch_count - 1}",
+        )
+    if strategy.four_eyes and not strategy.approve_after:
+        raise InputError(
+            files.playbook.where(("strategy", "four_eyes")),
+            "four_eyes is set but no batch needs an approval, so there is nobody to keep apart",
+            "approve_after with the batches to approve, e.g. [1] after the canary",
         )

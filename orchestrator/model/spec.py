@@ -64,6 +64,26 @@ class HostSpec(Strict):
     session_warn: str = ""  # rendered drain.sessions.warn
 
 
+class Document(Strict):
+    """A file the rollout was made from, as read: its digest, and its text with secrets masked."""
+
+    path: str
+    sha256: str
+    text: str
+
+
+class ChangeRequest(Strict):
+    """Who asked for the change, when, why, under which ticket, and from which files (the report's
+    request section)."""
+
+    requested_by: str
+    requested_at: float
+    change_ticket: str | None = None
+    reason: str | None = None
+    playbook: Document
+    inventory: Document
+
+
 class RolloutSpec(Strict):
     rollout_id: str
     name: str
@@ -95,6 +115,8 @@ class RolloutSpec(Strict):
     hypervisor: LibvirtConfig | CommandSnapshotConfig | NoSnapshots
     hosts: dict[str, HostSpec]
     secrets: dict[str, SecretSpec] = {}  # where each secret's value lives; resolved by the worker
+    four_eyes: bool = False  # the approver must not be who requested the rollout
+    request: ChangeRequest | None = None  # set when a person submits it (run, schedule)
 
     def host_order(self) -> list[str]:
         return [h for batch in self.batches for h in batch]

@@ -7,6 +7,7 @@ state and progress, and one journal row per step attempt live here.
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 import secrets
 from collections.abc import Callable, Iterator
@@ -27,7 +28,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from orchestrator.errors import ConfigError, RolloutRefused, StateError, StoreUnavailable, Superseded
 from orchestrator.model.progress import Progress
-from orchestrator.model.records import HostStatus, Rollout, Step
+from orchestrator.model.records import Action, HostStatus, Rollout, Step
 from orchestrator.model.spec import RolloutSpec
 from orchestrator.model.states import (
     ACTIVE,
@@ -42,8 +43,16 @@ from orchestrator.model.states import (
 )
 from orchestrator.redact import redact
 from orchestrator.store import sqlite
+from orchestrator.store.audit import AuditLog
 from orchestrator.store.migrate import upgrade
-from orchestrator.store.schema import ActionRow, HostRow, PoolLockRow, RolloutRow, StepRow
+from orchestrator.store.schema import (
+    ActionRow,
+    AuditCheckpointRow,
+    HostRow,
+    PoolLockRow,
+    RolloutRow,
+    StepRow,
+)
 
 
 def now() -> float:
@@ -150,8 +159,10 @@ class Store:
         setting: str = "ORCH_DATABASE_URL",
         clock: Callable[[], float] | None = None,
         quick: bool = False,
+        audit: AuditLog | None = None,
     ) -> None:
         self.url = url
+        self.audit = audit or AuditLog()  # without a checkpointer: records, but no signed checkpoint
         self.now = clock or now  # every timestamp the store writes or compares against
         self.where = f"{setting}: {safe_url(url)}"
         try:
@@ -183,7 +194,22 @@ class Store:
             with self._session.begin() as session:
                 yield session
         except (OperationalError, InterfaceError, InternalError) as exc:
+            self.audit.rolled_back()
             raise StoreUnavailable(f"{self.where}: {self._why(exc)}") from exc
+        except BaseException:
+            self.audit.rolled_back()
+            raise
+        self.audit.committed(self._exported)
+
+    def _exported(self, size: int, where: str) -> None:
+        with self.session() as s:
+            row = s.get(AuditCheckpointRow, size)
+            if row is not None:
+                row.exported = where
+
+    def audit_record(self, s: Session, kind: str, rollout_id: str | None, **fields: Any) -> None:
+        """Append to the audit log in this transaction: last, after every row lock it takes."""
+        self.audit.append(s, self.now(), kind, rollout_id, fields)
 
     def _why(self, exc: BaseException) -> str:
         found = _first_line(exc)
@@ -232,6 +258,27 @@ class Store:
                         )
                     )
                     position += 1
+            request = spec.request
+            self.audit_record(
+                s,
+                "rollout.created",
+                spec.rollout_id,
+                name=spec.name,
+                pool=spec.pool,
+                batches=spec.batches,
+                spec_sha256=hashlib.sha256(spec.model_dump_json().encode()).hexdigest(),
+                requested_by=request.requested_by if request else "",
+                change_ticket=request.change_ticket if request else None,
+                reason=request.reason if request else None,
+                playbook={
+                    "path": str(spec.playbook_path),
+                    "sha256": request.playbook.sha256 if request else "",
+                },
+                inventory={
+                    "path": str(spec.inventory_path),
+                    "sha256": request.inventory.sha256 if request else "",
+                },
+            )
 
     def _refuse_or_take_over(
         self, s: Session, lock: PoolLockRow, spec: RolloutSpec, t: float, stale_after: float
@@ -264,9 +311,36 @@ class Store:
             f"abandoned: no progress for {quiet:.0f}s and no host in flight; superseded by {spec.rollout_id}"
         )
         s.expunge(lock)  # the ending below deletes its row
-        _transition(s, holder, RolloutState.FAILED, t, reason=reason)
+        self._transition(s, holder, RolloutState.FAILED, t, reason=reason)
         s.add(ActionRow(rollout_id=holder.id, action="abandon", actor="orchestrator", at=t, detail=reason))
+        self.audit_record(
+            s, "action", holder.id, action="abandon", actor="orchestrator", detail=reason, reason=""
+        )
         s.flush()
+
+    def _transition(
+        self,
+        s: Session,
+        row: RolloutRow,
+        to: RolloutState,
+        at: float,
+        *,
+        reason: str | None,
+        cause: PauseCause | None = None,
+    ) -> None:
+        before = row.state
+        _transition(s, row, to, at, reason=reason, cause=cause)
+        self.audit_record(
+            s,
+            "rollout.state",
+            row.id,
+            **{"from": before},
+            to=to.value,
+            reason=row.reason,
+            cause=cause.value if cause else None,
+        )
+        if to in ROLLOUT_DONE:
+            self.audit.checkpoint_now(s, at)  # the rollout's whole record is covered by a signature
 
     def rollout(self, rollout_id: str) -> Rollout | None:
         with self.session() as s:
@@ -310,7 +384,7 @@ class Store:
                 return False
             if current is to and (to is not RolloutState.PAUSED or row.pause_cause == cause):
                 return False
-            _transition(s, row, to, self.now(), reason=reason, cause=cause)
+            self._transition(s, row, to, self.now(), reason=reason, cause=cause)
             return True
 
     def last_progress(self, rollout_id: str, at: float) -> float:
@@ -327,16 +401,41 @@ class Store:
             )
             return [_rollout(r) for r in rows]
 
-    def record_action(self, rollout_id: str, action: str, actor: str, detail: str = "") -> None:
+    def record_action(
+        self,
+        rollout_id: str,
+        action: str,
+        actor: str,
+        detail: str = "",
+        reason: str = "",
+        *,
+        batch: int | None = None,
+    ) -> None:
         with self.session() as s:
-            s.add(ActionRow(rollout_id=rollout_id, action=action, actor=actor, at=self.now(), detail=detail))
+            s.add(
+                ActionRow(
+                    rollout_id=rollout_id,
+                    action=action,
+                    actor=actor,
+                    at=self.now(),
+                    detail=detail,
+                    reason=reason,
+                    batch=batch,
+                )
+            )
+            self.audit_record(
+                s, "action", rollout_id, action=action, actor=actor, detail=detail, reason=reason, batch=batch
+            )
 
     def actions(self, rollout_id: str) -> list[tuple[float, str, str, str]]:
+        return [(a.at, a.action, a.actor, a.detail) for a in self.action_log(rollout_id)]
+
+    def action_log(self, rollout_id: str) -> list[Action]:
         with self.session() as s:
             rows = s.scalars(
                 select(ActionRow).where(ActionRow.rollout_id == rollout_id).order_by(ActionRow.id)
             )
-            return [(r.at, r.action, r.actor, r.detail) for r in rows]
+            return [Action(r.at, r.action, r.actor, r.detail, r.reason, r.batch) for r in rows]
 
     def claim_next_batch(self, rollout_id: str, finished_batch: int) -> bool:
         """Compare-and-set: of several workers finishing the batch's last hosts at once, exactly one wins."""
@@ -346,7 +445,10 @@ class Store:
                 .where(RolloutRow.id == rollout_id, RolloutRow.current_batch == finished_batch)
                 .values(current_batch=finished_batch + 1)
             )
-            return bool(getattr(result, "rowcount", 0) == 1)
+            won = bool(getattr(result, "rowcount", 0) == 1)
+            if won:
+                self.audit_record(s, "batch.next", rollout_id, batch=finished_batch + 1)
+            return won
 
     # hosts
     def hosts(self, rollout_id: str) -> list[HostStatus]:
@@ -397,6 +499,16 @@ class Store:
             row.state = state.value
             row.progress_json = json.dumps(progress.to_json())
             row.updated_at = self.now()
+            if current is not state:
+                self.audit_record(
+                    s,
+                    "host.state",
+                    rollout_id,
+                    host=name,
+                    **{"from": current.value},
+                    to=state.value,
+                    error=progress.error,
+                )
 
     def claim_start(
         self, rollout_id: str, name: str, to: HostState, decide: Callable[[set[str]], bool]
@@ -415,9 +527,13 @@ class Store:
             row = next((r for r in rows if r.name == name), None)
             if row is None or not decide(out):
                 return False
-            check_transition(HostState(row.state), to)
+            before = row.state
+            check_transition(HostState(before), to)
             row.state = to.value
             row.updated_at = self.now()
+            self.audit_record(
+                s, "host.state", rollout_id, host=name, **{"from": before}, to=to.value, error=""
+            )
             return True
 
     def move_host_to_batch(self, rollout_id: str, name: str, batch: int) -> None:
@@ -427,6 +543,7 @@ class Store:
                 .where(HostRow.rollout_id == rollout_id, HostRow.name == name)
                 .values(batch=batch)
             )
+            self.audit_record(s, "host.postponed", rollout_id, host=name, batch=batch)
 
     def finish_rollout(self, rollout_id: str, state: RolloutState, reason: str) -> bool:
         """Set a final state once: of several workers deciding the end at once, one wins."""
@@ -443,6 +560,10 @@ class Store:
                 check_transition(HostState(row.state), HostState.SKIPPED)
                 row.state = HostState.SKIPPED.value
                 row.updated_at = self.now()
+            for row in rows:
+                self.audit_record(
+                    s, "host.state", rollout_id, host=row.name, **{"from": "pending"}, to="skipped", error=""
+                )
             return [r.name for r in rows]
 
     def reacquire_pool(self, rollout_id: str, pool: str) -> None:
@@ -540,7 +661,11 @@ class Store:
             ]
 
     # journal
-    def step_started(self, rollout_id: str, host: str, step: str, detail: str = "") -> int:
+    def step_started(
+        self, rollout_id: str, host: str, step: str, detail: str = "", *, command: str = ""
+    ) -> int:
+        """A step attempt begins. ``command``: what runs on the server (secrets as tokens): the audit
+        log keeps its SHA-256, the journal its label."""
         with self.session() as s:
             attempt = (
                 len(
@@ -559,9 +684,21 @@ class Store:
                 attempt=attempt,
                 started_at=self.now(),
                 detail=detail,
+                command_sha256=hashlib.sha256(command.encode()).hexdigest() if command else None,
             )
             s.add(row)
             s.flush()
+            self.audit_record(
+                s,
+                "step.started",
+                rollout_id,
+                step_id=row.id,
+                host=host,
+                step=step,
+                attempt=attempt,
+                detail=detail,
+                command_sha256=row.command_sha256,
+            )
             return row.id
 
     def step_ended(
@@ -573,7 +710,9 @@ class Store:
         work: float = 0.0,
         exit_code: int | None = None,
         output_tail: str = "",
+        output_sha256: str = "",
     ) -> None:
+        """A step attempt ends. ``output_sha256``: of the command's whole output, for the audit log."""
         with self.session() as s:
             values: dict[str, Any] = {
                 "ended_at": self.now(),
@@ -581,10 +720,25 @@ class Store:
                 "work": work,
                 "exit_code": exit_code,
                 "output_tail": output_tail[-2000:],
+                "output_sha256": output_sha256 or None,
             }
             if detail:
                 values["detail"] = detail
             s.execute(update(StepRow).where(StepRow.id == step_id).values(**values))
+            row = s.get(StepRow, step_id)
+            self.audit_record(
+                s,
+                "step.ended",
+                row.rollout_id if row else None,
+                step_id=step_id,
+                host=row.host if row else "",
+                step=row.step if row else "",
+                attempt=row.attempt if row else 0,
+                outcome=outcome,
+                detail=detail or (row.detail if row else ""),
+                exit_code=exit_code,
+                output_sha256=output_sha256 or None,
+            )
 
     def steps(self, rollout_id: str, *, after: int = 0) -> list[Step]:
         with self.session() as s:
@@ -606,6 +760,8 @@ class Store:
                     r.work,
                     r.exit_code,
                     r.output_tail,
+                    r.command_sha256,
+                    r.output_sha256,
                 )
                 for r in rows
             ]
@@ -639,6 +795,7 @@ def _transition(
     reason: str | None,
     cause: PauseCause | None = None,
 ) -> None:
+    """The row's change; Store._transition also records it."""
     check_rollout_transition(RolloutState(row.state), to)
     row.state = to.value
     row.pause_cause = cause.value if cause is not None else None

@@ -50,6 +50,8 @@ class ScheduleRow(Base):
     # No foreign key: a failed start has no rollout, and the rollout is created by its own transaction.
     rollout_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
     detail: Mapped[str] = mapped_column(Text, default="")
+    change_ticket: Mapped[str | None] = mapped_column(String(64), nullable=True)  # migration 0004
+    reason: Mapped[str] = mapped_column(Text, default="")
 
 
 @dataclass(frozen=True)
@@ -65,6 +67,8 @@ class Schedule:
     state: ScheduleState
     rollout_id: str | None
     detail: str
+    change_ticket: str | None = None
+    reason: str = ""
 
 
 def add_schedule(
@@ -77,6 +81,8 @@ def add_schedule(
     hosts: tuple[str, ...] = (),
     next_window: bool = False,
     detail: str = "",
+    change_ticket: str | None = None,
+    reason: str = "",
 ) -> Schedule:
     """Store a new schedule (paths made absolute) and return it with its id."""
     with store.session() as s:
@@ -91,9 +97,24 @@ def add_schedule(
             state=ScheduleState.SCHEDULED.value,
             rollout_id=None,
             detail=detail,
+            change_ticket=change_ticket,
+            reason=reason,
         )
         s.add(row)
         s.flush()
+        store.audit_record(
+            s,
+            "schedule.created",
+            None,
+            schedule=row.id,
+            playbook=row.playbook,
+            inventory=row.inventory,
+            hosts=row.hosts,
+            run_at=run_at,
+            by=created_by,
+            change_ticket=change_ticket,
+            reason=reason,
+        )
         return _schedule(row)
 
 
@@ -115,10 +136,10 @@ def list_schedules(
     return sorted(rows, key=lambda r: (r.run_at is None, r.run_at or 0.0, r.id))
 
 
-def cancel_schedule(store: Store, schedule_id: int, actor: str) -> Schedule:
+def cancel_schedule(store: Store, schedule_id: int, actor: str, reason: str = "") -> Schedule:
     """Cancel a schedule that has not started; InputError (exit 2) for an unknown id or one that has
     already started, failed or been cancelled."""
-    detail = f"cancelled by {actor} at {_iso(store.now())}"
+    detail = f"cancelled by {actor} at {_iso(store.now())}" + (f": {reason}" if reason else "")
     with store.session() as s:
         result = s.execute(
             update(ScheduleRow)
@@ -127,6 +148,7 @@ def cancel_schedule(store: Store, schedule_id: int, actor: str) -> Schedule:
         )
         row = s.get(ScheduleRow, schedule_id)
         if row is not None and getattr(result, "rowcount", 0) == 1:
+            store.audit_record(s, "schedule.cancelled", None, schedule=schedule_id, by=actor, reason=reason)
             return _schedule(row)
     if row is None:
         raise InputError(
@@ -208,4 +230,6 @@ def _schedule(row: ScheduleRow) -> Schedule:
         state=ScheduleState(row.state),
         rollout_id=row.rollout_id,
         detail=row.detail,
+        change_ticket=row.change_ticket,
+        reason=row.reason,
     )

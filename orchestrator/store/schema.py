@@ -55,6 +55,8 @@ class StepRow(Base):
     work: Mapped[float] = mapped_column(Float, default=0.0)  # seconds of the step's own work (bench)
     exit_code: Mapped[int | None] = mapped_column(Integer, nullable=True)
     output_tail: Mapped[str] = mapped_column(Text, default="")
+    command_sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)  # migration 0004
+    output_sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)
 
 
 class PoolLockRow(Base):
@@ -76,3 +78,57 @@ class ActionRow(Base):
     actor: Mapped[str] = mapped_column(String(120))
     at: Mapped[float] = mapped_column(Float)
     detail: Mapped[str] = mapped_column(Text, default="")
+    reason: Mapped[str] = mapped_column(Text, default="")  # why, in the actor's words (abort, reject...)
+    batch: Mapped[int | None] = mapped_column(
+        Integer, nullable=True
+    )  # an approval: after this batch (1-based)
+
+
+class AuditRecordRow(Base):
+    """One leaf of the audit log's Merkle tree (orchestrator.audit). No foreign key: a record outlives
+    the rollout it is about, and a pruned record keeps its leaf hash (the tree stays whole) with an
+    empty body."""
+
+    __tablename__ = "audit_records"
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    at: Mapped[float] = mapped_column(Float)
+    kind: Mapped[str] = mapped_column(String(40))
+    rollout_id: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
+    body: Mapped[str] = mapped_column(Text)  # the canonical JSON the leaf hash is over
+    leaf: Mapped[str] = mapped_column(String(64))  # hex SHA-256(0x00 || body)
+    root: Mapped[str] = mapped_column(String(64))  # hex root of the tree once this record is in it
+
+
+class AuditHeadRow(Base):
+    """The log's one row of state: its size and the compact range (frontier) that makes an append
+    O(log n). Every append locks it, which keeps several workers' appends one linear log."""
+
+    __tablename__ = "audit_head"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    size: Mapped[int] = mapped_column(Integer)
+    frontier_json: Mapped[str] = mapped_column(Text)
+
+
+class AuditCheckpointRow(Base):
+    """A signed checkpoint (C2SP tlog-checkpoint) of the log at ``size`` records."""
+
+    __tablename__ = "audit_checkpoints"
+    size: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    at: Mapped[float] = mapped_column(Float)
+    note: Mapped[str] = mapped_column(Text)
+    exported: Mapped[str] = mapped_column(Text, default="")  # where a copy was written outside the store
+
+
+class LbSampleRow(Base):
+    """What the load balancer showed once per sampling slot while a rollout ran (availability)."""
+
+    __tablename__ = "lb_samples"
+    rollout_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    slot: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)  # at // interval
+    at: Mapped[float] = mapped_column(Float)
+    in_service: Mapped[int] = mapped_column(Integer)
+    servers: Mapped[int] = mapped_column(Integer)
+    sessions: Mapped[int] = mapped_column(Integer)
+    # {server: [in service 0/1, sessions, http_5xx, connection_errors, response_errors, retries,
+    # redispatches]}: the counters as HAProxy keeps them (cumulative since its process started)
+    servers_json: Mapped[str] = mapped_column(Text)

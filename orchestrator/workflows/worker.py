@@ -15,10 +15,10 @@ import socket
 import threading
 import time
 from contextlib import AbstractContextManager, nullcontext
-from pathlib import Path
 from typing import Any
 
 from orchestrator.app.follow import Emit, Outcome, follow, known, pick_up
+from orchestrator.app.sampling import sample_forever
 from orchestrator.app.submit import preflight, start_from_files, submit
 from orchestrator.config import Settings
 from orchestrator.context import Context
@@ -30,23 +30,30 @@ from orchestrator.model.spec import RolloutSpec
 from orchestrator.redact import install_log_redaction
 from orchestrator.schedule import due_rollouts
 from orchestrator.store.db import safe_url
+from orchestrator.store.schedules import Schedule
 from orchestrator.workflows.interrupts import Interrupts, LeftAtOnce, left_out
 
 log = logging.getLogger(__name__)
 
 
+def _start_sampler(ctx: Context, stop: threading.Event) -> threading.Thread:
+    thread = threading.Thread(
+        target=sample_forever,
+        name="lb-sampler",
+        daemon=True,
+        args=(ctx.store, ctx.runtime.loadbalancer, ctx.settings.lb_sample_every, stop),
+    )
+    thread.start()
+    return thread
+
+
 def _start_reconciler(ctx: Context, stop: threading.Event) -> threading.Thread:
     settings = ctx.settings
+    _start_sampler(ctx, stop)
 
-    def start(playbook: Path, inventory: Path, hosts: tuple[str, ...]) -> str:
+    def start(due: Schedule) -> str:
         return start_from_files(
-            ctx.store,
-            ctx.runtime,
-            ctx.scheduler,
-            playbook,
-            inventory,
-            hosts,
-            stale_after=settings.lock_stale_after,
+            ctx.store, ctx.runtime, ctx.scheduler, due, stale_after=settings.lock_stale_after
         )
 
     def due_schedules() -> None:
@@ -136,11 +143,11 @@ def execute(ctx: Context, spec: RolloutSpec, emit: Emit) -> Outcome:
         return _follow(ctx, spec.rollout_id, emit, interrupts)
 
 
-def resume(ctx: Context, rollout_id: str, actor: str, emit: Emit) -> Outcome:
+def resume(ctx: Context, rollout_id: str, actor: str, emit: Emit, reason: str = "") -> Outcome:
     """What `resume` does: pick up a rollout whose workers are gone (or that was paused), follow it."""
     rollout = known(ctx.store, rollout_id)
     with Interrupts(patient=ctx.settings.in_process) as interrupts, workers(ctx):
-        for line in pick_up(ctx.store, ctx.scheduler, rollout_id, actor, ctx.runtime):
+        for line in pick_up(ctx.store, ctx.scheduler, rollout_id, actor, ctx.runtime, reason):
             emit(printable(f"  resume {line}"))
         emit(
             printable(f"rollout {rollout_id}: {rollout.name} on pool {rollout.pool} ({where(ctx.settings)})")
@@ -154,7 +161,7 @@ def _follow(ctx: Context, rollout_id: str, emit: Emit, interrupts: Interrupts) -
 
     def pause_for_it() -> str:
         with contextlib.suppress(RolloutRefused):  # awaiting approval, aborting...: nothing starts anyway
-            operations.pause(ctx.store, rollout_id, f"{getpass.getuser()} (Ctrl-C on this process)")
+            operations.pause(ctx.store, rollout_id, getpass.getuser(), "Ctrl-C on the process running it")
         return (
             "Ctrl-C: pausing; no new host starts, the hosts in flight finish and go back to the pool, then "
             "this process exits. Ctrl-C again to leave at once"

@@ -16,7 +16,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -219,9 +219,11 @@ def orchestrator(args: list[str], env: dict[str, str], log: Path) -> Proc:
     return Proc([sys.executable, "-m", "orchestrator", *args], env, log)
 
 
-def start_run(playbook: Path, inventory: Path, env: dict[str, str], log: Path) -> Proc:
-    """`orchestrator run PLAYBOOK -i INVENTORY` in the background, its output to ``log``."""
-    return orchestrator(["run", str(playbook), "-i", str(inventory)], env, log)
+def start_run(
+    playbook: Path, inventory: Path, env: dict[str, str], log: Path, extra: Sequence[str] = ()
+) -> Proc:
+    """`orchestrator run PLAYBOOK -i INVENTORY [EXTRA]` in the background, its output to ``log``."""
+    return orchestrator(["run", str(playbook), "-i", str(inventory), *extra], env, log)
 
 
 def worker(env: dict[str, str], log: Path, loglevel: str = "WARNING") -> Proc:

@@ -129,7 +129,7 @@ def test_canary_rejected_halts_with_the_other_hosts_untouched(farm: LoopbackFarm
         rollout_id = the_rollout(store).id
         wait_rollout(store, rollout_id, {R.AWAITING_APPROVAL}, 40)
         before = time.time()
-        rejected = cli(["reject", rollout_id, "--as", "bob"], env)
+        rejected = cli(["reject", rollout_id, "--as", "bob", "--reason", "canary latency too high"], env)
         after = time.time()
         code = run.wait(30)
         output = run.output()
@@ -563,7 +563,7 @@ def test_reconciler_leaves_a_host_waiting_at_the_gate_alone(farm: LoopbackFarm, 
             for at, action, _, detail in store.actions(rollout_id)
             if at >= since and action == "resume" and "host2" in detail
         ]
-        aborted = cli(["abort", rollout_id, "--as", "carol"], env)
+        aborted = cli(["abort", rollout_id, "--as", "carol", "--reason", "wrong release"], env)
         code = run.wait(30)
         output = run.output()
     final = rollout_of(store, rollout_id)
@@ -599,7 +599,7 @@ def test_abort_finishes_the_host_in_flight_and_skips_the_rest(farm: LoopbackFarm
         procs.append(run)
         rollout_id = the_rollout(store).id
         wait_for(lambda: host_states(store, rollout_id)["host2"] is H.UPDATING, 40, "host2 to update")
-        aborted = cli(["abort", rollout_id, "--as", "dave"], env)
+        aborted = cli(["abort", rollout_id, "--as", "dave", "--reason", "wrong release"], env)
         code = run.wait(60)
         output = run.output()
     measured = figures()
@@ -635,7 +635,7 @@ def test_abort_while_draining_puts_the_host_back_as_it_was(farm: LoopbackFarm, t
         procs.append(run)
         rollout_id = the_rollout(store).id
         wait_for(lambda: host_states(store, rollout_id)["host1"] is H.DRAINING, 30, "host1 to drain")
-        aborted = cli(["abort", rollout_id, "--as", "dave"], env)
+        aborted = cli(["abort", rollout_id, "--as", "dave", "--reason", "wrong release"], env)
         code = run.wait(30)
         output = run.output()
     measured = figures()

@@ -277,6 +277,8 @@ class JournalStep:
     work: float = 0.0
     exit_code: int | None = None
     output_tail: str = ""
+    command: str = ""
+    output_sha256: str = ""
 
 
 class MemoryJournal:
@@ -297,8 +299,8 @@ class MemoryJournal:
     def hold(self, host: str, seconds: float) -> None:
         self.holds.append((host, seconds))
 
-    def step_started(self, host: str, step: str, detail: str) -> int:
-        self.steps.append(JournalStep(len(self.steps) + 1, host, step, detail))
+    def step_started(self, host: str, step: str, detail: str, *, command: str = "") -> int:
+        self.steps.append(JournalStep(len(self.steps) + 1, host, step, detail, command=command))
         return len(self.steps)
 
     def step_ended(
@@ -310,11 +312,12 @@ class MemoryJournal:
         work: float,
         exit_code: int | None = None,
         output_tail: str = "",
+        output_sha256: str = "",
     ) -> None:
         step = self.steps[step_id - 1]
         assert not step.outcome, f"step {step.step} ended twice"
         step.outcome, step.detail, step.work = outcome, detail, work
-        step.exit_code, step.output_tail = exit_code, output_tail
+        step.exit_code, step.output_tail, step.output_sha256 = exit_code, output_tail, output_sha256
 
     def states(self) -> list[HostState]:
         """The states saved, consecutive repeats collapsed: the path the host took."""

@@ -220,9 +220,9 @@ def test_a_batch_that_needs_approval_waits_for_it_and_approve_starts_the_next(tm
 
 def test_reject_halts_and_the_next_batch_never_starts(tmp_path: Path) -> None:
     f = approval_farm(tmp_path)
-    operations.reject(f.store, f.scheduler, RID, "bob")
+    operations.reject(f.store, f.scheduler, RID, "bob", "canary too slow")
     rollout = f.rollout()
-    assert (rollout.state, rollout.reason) == (R.HALTED, "halted: rejected by bob")
+    assert (rollout.state, rollout.reason) == (R.HALTED, "halted: rejected by bob: canary too slow")
     assert f.states() == {"web1": S.SUCCEEDED, "web2": S.SKIPPED}
     assert f.scheduler.queue == [] and f.lb_calls("web2") == []
     assert f.runtime.snaps.list("web1-vm") == ["orch-R1"]  # not a success: retention does not apply
@@ -230,7 +230,7 @@ def test_reject_halts_and_the_next_batch_never_starts(tmp_path: Path) -> None:
 
 def test_reject_under_rollback_all_reverts_the_hosts_already_done(tmp_path: Path) -> None:
     f = approval_farm(tmp_path, on_failure="rollback_all")
-    operations.reject(f.store, f.scheduler, RID, "bob")
+    operations.reject(f.store, f.scheduler, RID, "bob", "canary too slow")
     assert f.rollout().state is R.ROLLING_BACK and f.scheduler.hosts() == ["web1"]
     f.run()
     assert f.rollout().state is R.ROLLED_BACK
@@ -250,9 +250,9 @@ def test_an_approval_that_times_out_is_decided_by_the_reconciler(
     f.clock.advance(1)
     (line,) = recovery.reconcile(f.store, f.scheduler, clock=f.clock)
     assert line == f"{RID} approval timed out after 600s: " + (
-        "approved by approval timeout: batch 2 starts (web2)"
+        "approved by orchestrator: batch 2 starts (web2)"
         if decision == "approve"
-        else "rejected by approval timeout: the rollout stops here"
+        else "rejected by orchestrator: the rollout stops here"
     )
     assert f.actions()[-2:] == [decision, "resume"]
     f.run()
@@ -268,7 +268,7 @@ def test_abort_puts_a_draining_host_back_untouched_and_skips_the_rest(tmp_path: 
     f.start()
     f.step()
     assert f.states()["web1"] is S.DRAINING and f.scheduler.hosts() == ["web1"]
-    said = operations.abort(f.store, f.scheduler, RID, "carol")
+    said = operations.abort(f.store, f.scheduler, RID, "carol", "wrong release")
     assert said.startswith("aborting: 1 hosts will not start")
     assert f.rollout().state is R.ABORTING and f.states()["web2"] is S.SKIPPED
     f.run()
@@ -285,7 +285,7 @@ def test_abort_lets_a_host_past_its_update_finish_and_then_ends(tmp_path: Path) 
     f.start()
     f.step()
     assert f.states()["web1"] is S.CHECKING
-    operations.abort(f.store, f.scheduler, RID, "carol")
+    operations.abort(f.store, f.scheduler, RID, "carol", "wrong release")
     f.run()
     assert f.rollout().state is R.ABORTED
     assert f.states() == {"web1": S.SUCCEEDED, "web2": S.SKIPPED}

@@ -15,6 +15,7 @@ it 1.2 s later (`haproxy -f CFG -D -p PID -x SOCK -sf OLDPID`).
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -24,6 +25,7 @@ from orchestrator.adapters.loadbalancers.haproxy_parse import (
     OpState,
     admin_from_bits,
     admin_from_status,
+    error_counters,
     merge_servers,
     parse_info,
     parse_servers_state,
@@ -61,7 +63,19 @@ MERGED = [
 @pytest.mark.parametrize(("tag", "expected"), MERGED, ids=[t for t, _ in MERGED])
 def test_merge_servers(tag: str, expected: list[tuple[str, AdminState, str, int]]) -> None:
     got = merge_servers(stat(tag), state(tag), "app")
-    assert got == [ServerState("app", name, admin, status, n) for name, admin, status, n in expected]
+    assert [replace(s, errors=()) for s in got] == [
+        ServerState("app", name, admin, status, n) for name, admin, status, n in expected
+    ]
+    # the captures were taken with no failed request: every error counter is there, and zero
+    assert all(s.errors == (0, 0, 0, 0, 0) for s in got), got
+
+
+def test_error_counters_are_read_by_name_and_blanks_count_zero() -> None:
+    header = "# pxname,svname,status,scur,hrsp_5xx,econ,eresp,wretr,wredis,\n"
+    text = header + "app,s1,UP,3,7,2,1,4,5,\napp,s2,UP,0,,,,,,\n"
+    rows = {r.name: r for r in parse_stat(text)}
+    assert error_counters(rows["s1"]) == (7, 2, 1, 4, 5)
+    assert error_counters(rows["s2"]) == (0, 0, 0, 0, 0)
 
 
 # `show stat` alone: same answers except where the status hides the admin state.

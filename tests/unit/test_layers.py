@@ -102,6 +102,7 @@ def test_only_the_entry_points_import_the_composition_root() -> None:
     entry = (
         f"{PKG}.cli",
         f"{PKG}.cli_schedule",
+        f"{PKG}.cli_audit",
         f"{PKG}.workflows.tasks",
         f"{PKG}.workflows.worker",
         f"{PKG}.lab",

@@ -20,6 +20,9 @@ class ServerState:
     admin: AdminState
     status: str  # as the load balancer reports it, e.g. "UP", "UP 1/2", "DOWN", "DRAIN", "MAINT"
     sessions: int  # current sessions (HAProxy scur)
+    # Error counters since the load balancer's process started: 5xx responses, connection errors,
+    # response errors, retries, redispatches (HAProxy hrsp_5xx, econ, eresp, wretr, wredis).
+    errors: tuple[int, ...] = ()
 
     @property
     def up_after_check(self) -> bool:

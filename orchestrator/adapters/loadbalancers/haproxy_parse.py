@@ -166,10 +166,27 @@ def merge_servers(stat_text: str, state_text: str, backend: str) -> list[ServerS
     guessed from its status.
     """
     admin = {r.server: r.admin for r in parse_servers_state(state_text) if r.backend == backend}
+    rows = {r.name: r for r in parse_stat(stat_text) if r.proxy == backend}
     return [
-        ServerState(s.backend, s.server, admin.get(s.server, s.admin), s.status, s.sessions)
+        ServerState(
+            s.backend,
+            s.server,
+            admin.get(s.server, s.admin),
+            s.status,
+            s.sessions,
+            error_counters(rows[s.server]) if s.server in rows else (),
+        )
         for s in servers_from_stat(stat_text, backend)
     ]
+
+
+ERROR_FIELDS = ("hrsp_5xx", "econ", "eresp", "wretr", "wredis")
+
+
+def error_counters(row: StatRow) -> tuple[int, ...]:
+    """A server's error counters in ERROR_FIELDS order; an empty field (HAProxy leaves some blank
+    for a TCP backend) counts 0."""
+    return tuple(int(v) if (v := row.fields.get(name, "")).isdigit() else 0 for name in ERROR_FIELDS)
 
 
 @dataclass(frozen=True)

@@ -110,7 +110,9 @@ def updating(run: HostRun, p: Progress) -> Decision:
     if not result.ok:
         raise CommandFailed(repr(step.label), result, host=run.host.name)
     p.step_index += 1
-    return Next(f"exit 0 in {result.duration:.2f}s", result.exit_code, result.tail(5))
+    return Next(
+        f"exit 0 in {result.duration:.2f}s", result.exit_code, result.tail(5), output_sha256=result.digest
+    )
 
 
 def interrupted(run: HostRun, p: Progress) -> Decision:

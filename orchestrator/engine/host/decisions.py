@@ -25,6 +25,7 @@ class Fail:
     reason: str
     exit_code: int | None = None
     output_tail: str = ""
+    output_sha256: str = ""  # of the command's whole output (the audit log's evidence)
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,7 @@ class Next:
     exit_code: int | None = None
     output_tail: str = ""
     outcome: str = "ok"
+    output_sha256: str = ""
 
 
 Decision = Goto | Wait | Fail | Next

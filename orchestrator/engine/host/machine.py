@@ -73,7 +73,12 @@ def failure(exc: OrchestratorError) -> Fail:
     result = exc.result if isinstance(exc, RemoteError) else None
     if result is None:
         return Fail(str(exc))
-    return Fail(str(exc), result.exit_code if result.exit_code >= 0 else None, result.tail(20))
+    return Fail(
+        str(exc),
+        result.exit_code if result.exit_code >= 0 else None,
+        result.tail(20),
+        output_sha256=result.digest,
+    )
 
 
 class HostPipeline:
@@ -146,14 +151,26 @@ class HostPipeline:
                 return state, progress, decision.delay
             if isinstance(decision, Next):
                 self._end_step(
-                    progress, decision.outcome, decision.detail, decision.exit_code, decision.output_tail
+                    progress,
+                    decision.outcome,
+                    decision.detail,
+                    decision.exit_code,
+                    decision.output_tail,
+                    decision.output_sha256,
                 )
                 self._open_step(state, progress)
                 self.store.save(self.host.name, state, progress)
                 continue
             if isinstance(decision, Fail):
                 progress.error = decision.reason
-                self._end_step(progress, "failed", decision.reason, decision.exit_code, decision.output_tail)
+                self._end_step(
+                    progress,
+                    "failed",
+                    decision.reason,
+                    decision.exit_code,
+                    decision.output_tail,
+                    decision.output_sha256,
+                )
                 state = self._move(state, self._failure_target(state, progress), progress)
             else:
                 self._end_step(progress, decision.outcome, decision.detail)
@@ -219,11 +236,13 @@ class HostPipeline:
         if state is S.UPDATING and progress.step_index >= len(self.host.steps):
             return
         name = STEP_NAMES[state]
-        detail = ""
+        detail = command = ""
         if state is S.UPDATING and progress.step_index < len(self.host.steps):
             name = f"update[{progress.step_index}]"
-            detail = self.host.steps[progress.step_index].label
-        progress.journal_id = self.store.step_started(self.host.name, name, detail)
+            step = self.host.steps[progress.step_index]
+            detail = step.label
+            command = step.command or step.label  # an upload's label says what it copies where
+        progress.journal_id = self.store.step_started(self.host.name, name, detail, command=command)
         progress.work = 0.0
 
     def _end_step(
@@ -233,6 +252,7 @@ class HostPipeline:
         detail: str,
         exit_code: int | None = None,
         output_tail: str = "",
+        output_sha256: str = "",
     ) -> None:
         if progress.journal_id:
             self.store.step_ended(
@@ -242,6 +262,7 @@ class HostPipeline:
                 work=progress.work,
                 exit_code=exit_code,
                 output_tail=output_tail,
+                output_sha256=output_sha256,
             )
             progress.journal_id = 0
 

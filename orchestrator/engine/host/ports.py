@@ -59,7 +59,7 @@ class HostStore(Protocol):
     def record_action(self, host: str, action: str, detail: str) -> None:
         """A row in the rollout's action log (e.g. a load balancer state this host re-asserted)."""
 
-    def step_started(self, host: str, step: str, detail: str) -> int: ...
+    def step_started(self, host: str, step: str, detail: str, *, command: str = "") -> int: ...
     def step_ended(
         self,
         step_id: int,
@@ -69,6 +69,7 @@ class HostStore(Protocol):
         work: float,
         exit_code: int | None = None,
         output_tail: str = "",
+        output_sha256: str = "",
     ) -> None: ...
 
 

@@ -63,9 +63,9 @@ class StoreJournal:
     def record_action(self, host: str, action: str, detail: str) -> None:
         self.store.record_action(self.rollout_id, action, "orchestrator", f"{host}: {detail}")
 
-    def step_started(self, host: str, step: str, detail: str) -> int:
+    def step_started(self, host: str, step: str, detail: str, *, command: str = "") -> int:
         self._still_ours(host)
-        return self.store.step_started(self.rollout_id, host, step, detail)
+        return self.store.step_started(self.rollout_id, host, step, detail, command=command)
 
     def step_ended(
         self,
@@ -76,7 +76,14 @@ class StoreJournal:
         work: float,
         exit_code: int | None = None,
         output_tail: str = "",
+        output_sha256: str = "",
     ) -> None:
         self.store.step_ended(
-            step_id, outcome, detail, work=work, exit_code=exit_code, output_tail=output_tail
+            step_id,
+            outcome,
+            detail,
+            work=work,
+            exit_code=exit_code,
+            output_tail=output_tail,
+            output_sha256=output_sha256,
         )

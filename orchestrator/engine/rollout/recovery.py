@@ -29,9 +29,13 @@ def _approval_timeouts(store: RolloutStore, scheduler: Scheduler, rollout: Rollo
     if not asked or now - asked[-1] < rollout.spec.approval_timeout:
         return []
     decide = operations.approve if rollout.spec.on_approval_timeout == "approve" else operations.reject
+    why = (
+        f"no decision within approval_timeout {rollout.spec.approval_timeout:g}s "
+        f"(on_approval_timeout: {rollout.spec.on_approval_timeout})"
+    )
     return [
         f"approval timed out after {rollout.spec.approval_timeout:g}s: "
-        f"{decide(store, scheduler, rollout.id, 'approval timeout')}"
+        f"{decide(store, scheduler, rollout.id, 'orchestrator', why)}"
     ]
 
 

@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 APT_PACKAGES := haproxy openssh-server openssh-sftp-server libvirt-dev pkg-config libvirt-daemon \
   libvirt-daemon-driver-qemu libvirt-clients qemu-system-x86 qemu-utils iproute2 cpio e2fsprogs \
-  busybox-static gcc libc6-dev curl prometheus
+  busybox-static gcc libc6-dev curl prometheus chromium poppler-utils
 PYTEST_ARGS ?=
 
 .PHONY: all deps venv lint typecheck test test-unit test-integration test-e2e demo lab-up lab-down clean

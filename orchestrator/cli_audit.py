@@ -137,6 +137,29 @@ def export(form: str, since: str | None, output: Path | None) -> None:
     _write("".join(line + "\n" for line in lines), output)
 
 
+@audit.command()
+@click.option("--before", required=True, metavar="TIME", help="Rollouts that ended before TIME (ISO 8601).")
+@click.option("--as", "actor", default=None, help="Who prunes (recorded); else ORCH_ACTOR, else the login.")
+@click.option("--reason", required=True, help="Why (required: the prune is itself recorded).")
+def prune(before: str, actor: str | None, reason: str) -> None:
+    """Remove rollouts that ended before TIME and empty their audit records (their hashes stay, so the
+    log still verifies). Refused for records no exported checkpoint covers yet."""
+    from orchestrator import context
+    from orchestrator.app import identity
+    from orchestrator.store.retention import prune as prune_store
+
+    who, why = identity.actor(actor), identity.reason(reason, required_for="prune")
+    done = prune_store(context.build().store, _time(before, "--before"), who, why)
+    emptied = sum(last - first + 1 for first, last in done.records)
+    console.print(
+        printable(
+            f"pruned {len(done.rollouts)} rollouts and emptied {emptied} audit records "
+            f"(covered by the exported checkpoint of size {done.covered}); recorded as done by {who}"
+        ),
+        soft_wrap=True,
+    )
+
+
 def _time(text: str, where: str) -> float:
     try:
         at = datetime.fromisoformat(text)

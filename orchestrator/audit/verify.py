@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from orchestrator.audit.checkpoint import Checkpoint, CheckpointError, open_note
 from orchestrator.audit.merkle import Frontier, Levels, leaf_hash, verify_consistency
 
-PRUNED = "audit.pruned"  # the record a prune leaves: which records it emptied, by whom, why
+PRUNED = "audit.pruned"  # the record a prune leaves (store.retention): which records it emptied, by whom, why
 
 
 @dataclass(frozen=True)

@@ -33,11 +33,13 @@ from orchestrator.audit.merkle import Frontier, leaf_hash
 from orchestrator.audit.signing import FileCheckpointer, exported
 from orchestrator.audit.verify import Verdict
 from orchestrator.config import Settings
+from orchestrator.errors import RolloutRefused
 from orchestrator.model.progress import Progress
 from orchestrator.model.spec import ChangeRequest, Document
 from orchestrator.model.states import HostState, PauseCause, RolloutState
 from orchestrator.store.audit import AuditLog, body_of
 from orchestrator.store.db import Store
+from orchestrator.store.retention import prune
 from tests.integration.conftest import PG
 from tests.unit.fakes import host_spec, rollout_spec
 
@@ -811,3 +813,48 @@ def test_audit_verify_on_the_command_line_exits_0_then_1_naming_the_record(tampe
     bad = subprocess.run([*_cli(), "audit", "verify"], env=env, capture_output=True, text=True, timeout=30)
     assert bad.returncode == 1, bad.stdout + bad.stderr
     assert f"record {expect.first_bad}" in bad.stdout + bad.stderr
+
+
+# --- retention ---------------------------------------------------------------------------------------
+
+
+def test_a_prune_empties_covered_records_records_itself_and_the_log_still_verifies(tampered: Copy) -> None:
+    store = Store(
+        tampered.url, audit=AuditLog(FileCheckpointer(tampered.log.key_file, tampered.folder, ORIGIN))
+    )
+    try:
+        done = prune(store, time.time() + 60, "carol", "retention: 10 years passed")
+        assert store.rollout(RID) is None and store.steps(RID) == [] and store.action_log(RID) == []
+    finally:
+        store.engine.dispose()
+    assert done.rollouts == [RID] and done.records == [[0, tampered.log.size - 1]]
+    verdict = tampered.verify()
+    assert verdict.ok, verdict.problems
+    assert verdict.pruned == tampered.log.size and verdict.records == tampered.log.size + 1
+    (last,) = tampered.query("SELECT body FROM audit_records WHERE seq = :n", n=tampered.log.size)
+    fields = json.loads(last[0])
+    assert (fields["kind"], fields["by"], fields["reason"]) == (
+        "audit.pruned",
+        "carol",
+        "retention: 10 years passed",
+    )
+
+
+def test_a_prune_refuses_records_no_exported_checkpoint_covers(tampered: Copy) -> None:
+    tampered.sql("UPDATE audit_checkpoints SET exported = '' WHERE size > 32")
+    store = Store(tampered.url)
+    try:
+        with pytest.raises(RolloutRefused, match=r"record 32 and \d+ more are not covered"):
+            prune(store, time.time() + 60, "carol", "retention")
+        assert store.rollout(RID) is not None
+    finally:
+        store.engine.dispose()
+    assert tampered.query("SELECT count(*) FROM audit_records WHERE body = ''") == [(0,)]
+    assert tampered.verify().ok
+
+
+def test_emptying_a_record_a_prune_did_not_name_fails_verification(tampered: Copy) -> None:
+    tampered.sql("UPDATE audit_checkpoints SET exported = '' WHERE size > 32")
+    tampered.sql("UPDATE audit_records SET body = '' WHERE seq = 35")
+    verdict = tampered.verify()
+    assert not verdict.ok and verdict.first_bad == 35, verdict.problems

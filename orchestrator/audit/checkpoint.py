@@ -195,16 +195,18 @@ def create_key_file(path: Path, name: str) -> str:
 
 
 def load_signer(path: Path) -> Signer:
-    """The signer key in ``path``, refused unless only its owner may read it."""
+    """The signer key in ``path``, refused if anyone but its owner and group may read it, or its group
+    may write it. Group read is allowed for a Kubernetes Secret volume, whose files a non-root worker
+    reads through fsGroup (mode 0440), as the chart mounts it."""
     # fstat the open file, not the path, so the mode checked is the mode of the bytes read.
     with open(path, "rb") as handle:
         info = os.fstat(handle.fileno())
         if not stat.S_ISREG(info.st_mode):
             raise ValueError(f"key file {path} is not a regular file")
-        if info.st_mode & 0o077:
+        if info.st_mode & 0o037:
             raise ValueError(
                 f"key file {path} has mode {stat.S_IMODE(info.st_mode):04o}: "
-                "a signer key must be readable by its owner only (chmod 600)"
+                "a signer key must be readable by its owner only (chmod 600), at most by its group too"
             )
         content = handle.read()
     try:

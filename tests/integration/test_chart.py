@@ -150,7 +150,19 @@ def test_default_values_render_a_non_root_worker_with_metrics(
     assert c["securityContext"]["allowPrivilegeEscalation"] is False
     assert c["securityContext"]["capabilities"]["drop"] == ["ALL"]
     assert pod["spec"]["automountServiceAccountToken"] is False
-    assert {v["name"] for v in pod["spec"]["volumes"]} == {"home", "tmp"}  # no config, no key by default
+    # no config and no SSH key by default; the audit key from its Secret, checkpoints in an emptyDir
+    volumes = {v["name"]: v for v in pod["spec"]["volumes"]}
+    assert set(volumes) == {"home", "tmp", "audit-key", "audit-checkpoints"}
+    assert volumes["audit-key"]["secret"] == {
+        "secretName": "orchestrator-audit-key",
+        "defaultMode": 0o440,
+        "items": [{"key": "signing.key", "path": "signing.key"}],
+    }
+    assert volumes["audit-checkpoints"] == {"name": "audit-checkpoints", "emptyDir": {}}
+    assert env["ORCH_AUDIT_KEY"]["value"] == "/etc/orchestrator/audit-key/signing.key"
+    assert env["ORCH_AUDIT_CHECKPOINTS"]["value"] == "/var/lib/orchestrator-audit"
+    mounts = {m["name"]: m for m in c["volumeMounts"]}
+    assert mounts["audit-key"]["readOnly"] is True
 
     service = objects[("Service", "rel-orchestrator-metrics")]
     assert service["spec"]["ports"] == [
@@ -243,6 +255,11 @@ def test_without_metrics_the_probe_pings_the_worker(helm_env: dict[str, str], tm
     ("values", "message"),
     [
         ({"connection": {"existingSecret": ""}}, "connection.existingSecret: name the Secret"),
+        ({"audit": {"existingKeySecret": ""}}, "audit.existingKeySecret: name the Secret"),
+        (
+            {"secretEnv": [{"name": "ORCH_AUDIT_KEY", "secret": "s", "key": "k"}]},
+            "ORCH_AUDIT_KEY is set by the chart",
+        ),
         ({"metrics": {"enabled": False}}, "livenessProbe.mode=tcp checks the metrics port"),
         ({"livenessProbe": {"mode": "http"}}, 'livenessProbe.mode "http" is not valid'),
         ({"config": {"playbooks": {"../evil.yaml": "x"}}}, 'config.playbooks: file name "../evil.yaml"'),
@@ -272,6 +289,8 @@ def test_without_metrics_the_probe_pings_the_worker(helm_env: dict[str, str], tm
     ],
     ids=[
         "no-secret",
+        "no-audit-key",
+        "audit-key-env-reserved",
         "tcp-probe-without-metrics",
         "bad-probe-mode",
         "bad-file-name",

@@ -327,13 +327,21 @@ def test_create_key_file_never_overwrites(tmp_path: Path) -> None:
     assert path.read_bytes() == before
 
 
-@pytest.mark.parametrize("mode", [0o644, 0o640, 0o604, 0o660])
+@pytest.mark.parametrize("mode", [0o644, 0o604, 0o660, 0o620, 0o606])
 def test_load_signer_refuses_a_key_others_can_read(tmp_path: Path, mode: int) -> None:
     path = tmp_path / "audit.key"
     create_key_file(path, "example.com/audit")
     path.chmod(mode)
     with pytest.raises(ValueError, match=f"key file {path} has mode {mode:04o}.*owner only"):
         load_signer(path)
+
+
+@pytest.mark.parametrize("mode", [0o600, 0o400, 0o640, 0o440])
+def test_load_signer_takes_a_key_its_owner_or_group_may_only_read(tmp_path: Path, mode: int) -> None:
+    path = tmp_path / "audit.key"
+    create_key_file(path, "example.com/audit")
+    path.chmod(mode)
+    assert load_signer(path).name == "example.com/audit"
 
 
 @pytest.mark.parametrize(

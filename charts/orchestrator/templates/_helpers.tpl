@@ -61,7 +61,7 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- range $name, $_ := .Values.inventories }}
 {{- include "orchestrator.checkFileName" (list "inventories" $name) }}
 {{- end }}
-{{- $reserved := list "ORCH_BROKER_URL" "ORCH_DATABASE_URL" "ORCH_QUEUE" "ORCH_WORKER_CONCURRENCY" "ORCH_RECONCILE_EVERY" "ORCH_RECONCILE_AFTER" "ORCH_LOCK_STALE_AFTER" "ORCH_HOME" }}
+{{- $reserved := list "ORCH_BROKER_URL" "ORCH_DATABASE_URL" "ORCH_QUEUE" "ORCH_WORKER_CONCURRENCY" "ORCH_RECONCILE_EVERY" "ORCH_RECONCILE_AFTER" "ORCH_LOCK_STALE_AFTER" "ORCH_HOME" "ORCH_AUDIT_KEY" "ORCH_AUDIT_CHECKPOINTS" "ORCH_AUDIT_ORIGIN" "ORCH_AUDIT_CHECKPOINT_EVERY" "ORCH_LB_SAMPLE_EVERY" }}
 {{- range $i, $e := .Values.secretEnv }}
 {{- if not (and (kindIs "map" $e) $e.name $e.secret $e.key) }}
 {{- fail (printf "secretEnv[%d]: give name, secret and key, e.g. {name: DB_PASSWORD, secret: app-db, key: password}" $i) }}
@@ -73,7 +73,7 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- fail (printf "secretEnv[%d]: %s is set by the chart itself; pick another name" $i $e.name) }}
 {{- end }}
 {{- end }}
-{{- $taken := list "/tmp" "/var/lib/orchestrator" .Values.config.mountPath .Values.inventoryMountPath .Values.ssh.mountPath }}
+{{- $taken := list "/tmp" "/var/lib/orchestrator" .Values.config.mountPath .Values.inventoryMountPath .Values.ssh.mountPath .Values.audit.keyMountPath .Values.audit.checkpointsMountPath }}
 {{- range $i, $f := .Values.secretFiles }}
 {{- if not (and (kindIs "map" $f) $f.secret $f.mountPath) }}
 {{- fail (printf "secretFiles[%d]: give secret and mountPath, e.g. {secret: app-db, mountPath: /run/secrets/app-db}" $i) }}

@@ -149,3 +149,38 @@ def test_top_level_help_lists_the_commands() -> None:
     assert result.exit_code == 0
     for command in ("validate", "plan", "run", "worker"):
         assert f"  {command} " in result.output
+
+
+@pytest.mark.parametrize(
+    ("args", "prefix"),
+    [
+        (["run", "playbook.yaml", "-i", "inventory.yaml", "--as", "alice;id"], "error: --as: "),
+        (["run", "playbook.yaml", "-i", "inventory.yaml", "--change", "CHG 1;rm"], "error: --change: "),
+        (["run", "playbook.yaml", "-i", "inventory.yaml", "--reason", "a\nb"], "error: --reason: "),
+        (["abort", "R1", "--reason", "  "], "error: --reason: abort needs a reason"),
+        (["rollback", "R1"], "error: orchestrator rollback: Missing option '--reason'"),
+        (["reject", "R1", "--as", "bob"], "error: orchestrator reject: Missing option '--reason'"),
+        (["audit", "export", "--since", "yesterday"], "error: --since: "),
+        (
+            ["audit", "prune", "--before", "2026-01-01"],
+            "error: orchestrator audit prune: Missing option '--reason'",
+        ),
+    ],
+    ids=[
+        "bad actor",
+        "bad ticket",
+        "reason with a newline",
+        "blank reason",
+        "rollback",
+        "reject",
+        "since",
+        "prune",
+    ],
+)
+def test_who_and_why_are_checked_before_anything_is_touched(
+    tmp_path: Path, call: Invoke, monkeypatch: pytest.MonkeyPatch, args: list[str], prefix: str
+) -> None:
+    write_inputs(tmp_path)
+    monkeypatch.setenv("ORCH_HOME", str(tmp_path / "home"))
+    one_error_line(call(*args), prefix)
+    assert not (tmp_path / "home").exists() or not any((tmp_path / "home").rglob("*.db-wal"))

@@ -203,8 +203,8 @@ def test_a_batch_that_needs_approval_waits_for_it_and_approve_starts_the_next(tm
     rollout = f.rollout()
     assert rollout.state is R.AWAITING_APPROVAL and f.scheduler.queue == []  # nothing ticks meanwhile
     assert rollout.reason == (
-        f"batch 1 done; `orchestrator approve {RID} --as NAME` or `orchestrator reject {RID} --as NAME` "
-        "(after 14400s: reject)"
+        f"batch 1 done; `orchestrator approve {RID} --as NAME` or "
+        f"`orchestrator reject {RID} --as NAME --reason WHY` (after 14400s: reject)"
     )
     assert f.store.actions(RID)[0][1:] == ("approval_requested", "orchestrator", "after batch 1")
     assert f.states() == {"web1": S.SUCCEEDED, "web2": S.PENDING} and f.host("web2").token == ""

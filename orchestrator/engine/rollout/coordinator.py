@@ -183,8 +183,8 @@ def host_done(
                 rollout_id,
                 RolloutState.AWAITING_APPROVAL,
                 reason=f"batch {decision.done_batch + 1} done; `orchestrator approve {rollout_id} --as NAME` "
-                f"or `orchestrator reject {rollout_id} --as NAME` (after {spec.approval_timeout:g}s: "
-                f"{spec.on_approval_timeout})",
+                f"or `orchestrator reject {rollout_id} --as NAME --reason WHY` "
+                f"(after {spec.approval_timeout:g}s: {spec.on_approval_timeout})",
             )
             store.record_action(
                 rollout_id, "approval_requested", "orchestrator", f"after batch {decision.done_batch + 1}"

@@ -38,12 +38,8 @@ ANSWERS = {
         "ISO/IEC 27001:2022 A.5.28 collection of evidence",
     ],
 }
-FALLBACK_STEPS = {
-    "snapshot": "snapshot",
-    "revert": "revert",
-    "verify_old": "old version checked",
-    "restore": "restore",
-}
+FALLBACK_STEPS = {"verify_old": "old version checked", "restore": "restore"}
+FALLBACK_RECORDS = {"snapshot.created": "snapshot", "snapshot.reverted": "revert"}
 FALLBACK_ACTIONS = {
     "snapshot_deleted": "delete-snapshot",
     "snapshot_kept": "snapshot kept",
@@ -56,6 +52,8 @@ def build(store: Store, rollout_id: str) -> dict[str, Any]:
     if rollout is None:
         raise InputError("ROLLOUT", f"no rollout {rollout_id!r}", "an id that `orchestrator history` lists")
     hosts, steps, actions = store.hosts(rollout_id), store.steps(rollout_id), store.action_log(rollout_id)
+    with store.session() as s:
+        events = audit.of_rollout(s, rollout_id, ("check.result", *FALLBACK_RECORDS))
     spec = rollout.spec
     return {
         "schema": "orchestrator-change-report/1",
@@ -74,8 +72,8 @@ def build(store: Store, rollout_id: str) -> dict[str, Any]:
         "assessment": _assessment(rollout),
         "approval": _approval(rollout, actions),
         "implementation": {"answers": ANSWERS["implementation"], "hosts": _hosts(hosts, steps)},
-        "testing": {"answers": ANSWERS["testing"], "checks": _checks(steps)},
-        "fallback": {"answers": ANSWERS["fallback"], "events": _fallback(steps, actions)},
+        "testing": {"answers": ANSWERS["testing"], "checks": _checks(events)},
+        "fallback": {"answers": ANSWERS["fallback"], "events": _fallback(steps, actions, events)},
         "availability": {
             "answers": ANSWERS["availability"],
             **availability(samples(store, rollout_id), spec, steps),
@@ -190,29 +188,44 @@ def _step(s: Step) -> dict[str, Any]:
     }
 
 
-def _checks(steps: list[Step]) -> list[dict[str, Any]]:
-    return [
-        {
-            "host": s.host,
-            "check": "after a revert" if s.step == "verify_old" else "after the update",
-            "at": s.ended_at or s.started_at,
-            "outcome": s.outcome,
-            "measured": {
-                "result": s.detail,
-                "seconds": round((s.ended_at or s.started_at) - s.started_at, 3),
-            },
-        }
-        for s in steps
-        if s.step in ("checks", "verify_old")
-    ]
+def _checks(records: list[audit.Record]) -> list[dict[str, Any]]:
+    """Every probe of every check, with what it saw: the evidence that the change was tested."""
+    out = []
+    for r in records:
+        if r.kind != "check.result":
+            continue
+        f = r.fields()
+        out.append(
+            {
+                "host": f.get("host", ""),
+                "check": f"{f.get('check', '')} ({f.get('phase', '')})",
+                "at": r.at,
+                "outcome": "passed" if f.get("ok") else "failed",
+                "measured": {"seen": str(f.get("seen", ""))},
+            }
+        )
+    return out
 
 
-def _fallback(steps: list[Step], actions: list[Action]) -> list[dict[str, Any]]:
+def _fallback(steps: list[Step], actions: list[Action], records: list[audit.Record]) -> list[dict[str, Any]]:
     events = [
         {"host": s.host, "what": FALLBACK_STEPS[s.step], "at": s.started_at, "why": s.detail}
         for s in steps
         if s.step in FALLBACK_STEPS
     ]
+    for r in records:
+        if r.kind in FALLBACK_RECORDS:
+            f = r.fields()
+            what = FALLBACK_RECORDS[r.kind]
+            done = "taken" if what == "snapshot" else "reverted to"
+            events.append(
+                {
+                    "host": f.get("host", ""),
+                    "what": what,
+                    "at": r.at,
+                    "why": f"{f.get('domain')}: {done} {f.get('name')}",
+                }
+            )
     for a in actions:
         if a.action in FALLBACK_ACTIONS:
             host, _, why = a.detail.partition(": ")

@@ -188,6 +188,15 @@ def leaves(s: Session, size: int) -> list[bytes]:
     return [bytes.fromhex(leaf) for (leaf,) in rows]
 
 
+def of_rollout(s: Session, rollout_id: str, kinds: tuple[str, ...]) -> list[Record]:
+    rows = s.scalars(
+        select(AuditRecordRow)
+        .where(AuditRecordRow.rollout_id == rollout_id, AuditRecordRow.kind.in_(kinds))
+        .order_by(AuditRecordRow.seq)
+    )
+    return [Record(r.seq, r.at, r.kind, r.rollout_id, r.body, r.leaf, r.root) for r in rows]
+
+
 def seqs_of(s: Session, rollout_id: str) -> list[int]:
     rows = s.execute(
         select(AuditRecordRow.seq).where(AuditRecordRow.rollout_id == rollout_id).order_by(AuditRecordRow.seq)

@@ -427,6 +427,11 @@ class Store:
                 s, "action", rollout_id, action=action, actor=actor, detail=detail, reason=reason, batch=batch
             )
 
+    def audit_event(self, rollout_id: str, kind: str, **fields: Any) -> None:
+        """An audit record of something the engine did that no other table keeps."""
+        with self.session() as s:
+            self.audit_record(s, kind, rollout_id, **fields)
+
     def actions(self, rollout_id: str) -> list[tuple[float, str, str, str]]:
         return [(a.at, a.action, a.actor, a.detail) for a in self.action_log(rollout_id)]
 

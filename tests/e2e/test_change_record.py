@@ -115,7 +115,13 @@ def test_a_rollout_leaves_a_change_record_an_auditor_accepts(farm: LoopbackFarm,
     assert updates and all(s["command_sha256"] and len(s["command_sha256"]) == 64 for s in updates)
     assert any(s["output_sha256"] for s in updates)  # the commands (an upload has no output)
     assert {e["what"] for e in doc["fallback"]["events"] if e["host"] == "host3"} >= {"snapshot", "revert"}
-    assert any(c["host"] == "host3" and c["outcome"] == "failed" for c in doc["testing"]["checks"])
+    checks = doc["testing"]["checks"]
+    assert any(
+        c["host"] == "host3" and c["outcome"] == "failed" and "HTTP" in c["measured"]["seen"] for c in checks
+    )
+    assert any(
+        c["host"] == "host3" and "after the revert" in c["check"] and c["outcome"] == "passed" for c in checks
+    )
     availability = doc["availability"]
     assert availability["samples"] >= 8 and availability["servers"] == 4
     assert availability["lowest_in_service"] == 3  # one host out at a time, never below

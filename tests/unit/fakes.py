@@ -289,6 +289,7 @@ class MemoryJournal:
         self.saves: list[tuple[str, HostState, dict[str, Any]]] = []
         self.steps: list[JournalStep] = []
         self.actions: list[tuple[str, str, str]] = []  # (host, action, detail)
+        self.events: list[tuple[str, str, dict[str, object]]] = []  # (host, kind, fields)
 
     def record_action(self, host: str, action: str, detail: str) -> None:
         self.actions.append((host, action, detail))
@@ -298,6 +299,9 @@ class MemoryJournal:
 
     def hold(self, host: str, seconds: float) -> None:
         self.holds.append((host, seconds))
+
+    def record_event(self, host: str, kind: str, **fields: object) -> None:
+        self.events.append((host, kind, fields))
 
     def step_started(self, host: str, step: str, detail: str, *, command: str = "") -> int:
         self.steps.append(JournalStep(len(self.steps) + 1, host, step, detail, command=command))

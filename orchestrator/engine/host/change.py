@@ -35,7 +35,7 @@ S = HostState
 
 
 def out_of_pool(run: HostRun, p: Progress) -> Decision:
-    run.call(p, lambda: run.adapters.lb.maint(run.host.lb_server))
+    run.set_lb(p, "maint")
     if p.rollback:
         return Goto(S.REVERTING, "maint; rolling back")
     return Goto(S.SNAPSHOTTING if run.spec.snapshot_enabled else S.UPDATING, "maint")
@@ -58,6 +58,9 @@ def snapshotting(run: HostRun, p: Progress) -> Decision:
         p.held_why = f"the hypervisor does not answer: {exc}"
         return Goto(S.RESTORING, f"{p.held_why}; back in service untouched", outcome="held")
     p.snapshot = name
+    run.store.record_event(
+        run.host.name, "snapshot.created", domain=run.host.domain, name=name, memory=run.spec.snapshot_memory
+    )
     return Goto(S.UPDATING, f"snapshot {name} of {run.host.domain}")
 
 
@@ -135,6 +138,7 @@ def interrupted(run: HostRun, p: Progress) -> Decision:
     stopped = "the revert replaces its memory" if memory else found
     hold_for_hypervisor(run)
     run.call(p, lambda: snapshots.revert(run.host.domain, p.snapshot))
+    run.store.record_event(run.host.name, "snapshot.reverted", domain=run.host.domain, name=p.snapshot)
     run.adapters.remotes.discard(run.host)
     p.running_step = -1
     p.step_index = 0

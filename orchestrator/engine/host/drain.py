@@ -44,7 +44,7 @@ def pending(run: HostRun, p: Progress) -> Decision:
 def draining(run: HostRun, p: Progress) -> Decision:
     server = run.host.lb_server
     if not p.entered:
-        run.call(p, lambda: run.adapters.lb.drain(server))
+        run.set_lb(p, "drain")
         p.entered = True
         # Read after the drain: the process that answers took it, or started later still. One that
         # started before the rollout was created is taken as started fresh (nothing to wait for).

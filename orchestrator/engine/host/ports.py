@@ -59,6 +59,10 @@ class HostStore(Protocol):
     def record_action(self, host: str, action: str, detail: str) -> None:
         """A row in the rollout's action log (e.g. a load balancer state this host re-asserted)."""
 
+    def record_event(self, host: str, kind: str, **fields: object) -> None:
+        """A record in the audit log only: a load balancer state set, a snapshot taken or reverted,
+        a check's result with what it measured (the change report's evidence)."""
+
     def step_started(self, host: str, step: str, detail: str, *, command: str = "") -> int: ...
     def step_ended(
         self,

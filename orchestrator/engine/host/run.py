@@ -37,5 +37,16 @@ class HostRun:
         finally:
             progress.work += time.monotonic() - started
 
+    def set_lb(self, progress: Progress, state: str) -> None:
+        """Set this host's server to ``state`` (drain, maint, ready) and record it in the audit log."""
+        server = self.host.lb_server
+        setter = {
+            "drain": self.adapters.lb.drain,
+            "maint": self.adapters.lb.maint,
+            "ready": self.adapters.lb.ready,
+        }
+        self.call(progress, lambda: setter[state](server))
+        self.store.record_event(self.host.name, "lb.set", server=server, state=state)
+
     def elapsed(self, progress: Progress) -> float:
         return self.clock() - progress.since

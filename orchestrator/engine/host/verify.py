@@ -15,10 +15,14 @@ S = HostState
 
 
 def _probe_all(run: HostRun, p: Progress, checks: list[CheckSpec]) -> tuple[bool, str]:
+    phase = "after the revert" if checks is run.host.revert_checks else "after the update"
     details = []
     for spec in checks:
         check = run.adapters.check(spec, run.host)
         result: CheckResult = run.call(p, check.probe)
+        run.store.record_event(
+            run.host.name, "check.result", check=spec.label, phase=phase, ok=result.ok, seen=result.detail
+        )
         if not result.ok:
             return False, f"{spec.label}: {result.detail}"
         details.append(result.detail)
@@ -46,7 +50,7 @@ def checking(run: HostRun, p: Progress) -> Decision:
 def _wait_up(run: HostRun, p: Progress, done: Goto, what: str) -> Decision:
     server = run.host.lb_server
     if not p.entered:
-        run.call(p, lambda: run.adapters.lb.ready(server))
+        run.set_lb(p, "ready")
         p.entered = True
     state = run.call(p, lambda: run.adapters.lb.state(server))
     if state.up_after_check:
@@ -70,12 +74,13 @@ def reverting(run: HostRun, p: Progress) -> Decision:
     snapshots = run.adapters.snapshots(run.host)
     if snapshots is None:
         return Fail("no snapshot provider to revert with")
-    run.call(p, lambda: run.adapters.lb.maint(run.host.lb_server))
+    run.set_lb(p, "maint")
     cut_off = p.running_step >= 0 and not reverted_memory_ends_commands(run)
     stopped = stop_leftover(run, p) + "; " if cut_off else ""
     p.running_step = -1
     hold_for_hypervisor(run)
     run.call(p, lambda: snapshots.revert(run.host.domain, p.snapshot))
+    run.store.record_event(run.host.name, "snapshot.reverted", domain=run.host.domain, name=p.snapshot)
     # Sessions opened before the revert hang afterwards: reconnect.
     run.adapters.remotes.discard(run.host)
     p.reverted = True

@@ -63,6 +63,9 @@ class StoreJournal:
     def record_action(self, host: str, action: str, detail: str) -> None:
         self.store.record_action(self.rollout_id, action, "orchestrator", f"{host}: {detail}")
 
+    def record_event(self, host: str, kind: str, **fields: object) -> None:
+        self.store.audit_event(self.rollout_id, kind, host=host, **fields)
+
     def step_started(self, host: str, step: str, detail: str, *, command: str = "") -> int:
         self._still_ours(host)
         return self.store.step_started(self.rollout_id, host, step, detail, command=command)

@@ -71,8 +71,8 @@ def verify(files: tuple[Path, ...], keys: tuple[str, ...]) -> None:
         sys.exit(1)
     latest = verdict.covered
     console.print(
-        f"ok: {verdict.records} records; {len(verdict.checkpoints)} signed checkpoints verified "
-        f"(the latest covers {latest} records"
+        f"ok: {verdict.records} records; {verdict.signed_sizes} signed checkpoints verified "
+        f"({len(verdict.checkpoints)} copies; the latest covers {latest} records"
         + (f"; the last {verdict.records - latest} are not signed yet)" if latest < verdict.records else ")")
     )
     if not trusted:

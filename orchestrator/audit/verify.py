@@ -56,6 +56,11 @@ class Verdict:
         return not self.problems
 
     @property
+    def signed_sizes(self) -> int:
+        """How many distinct checkpoints verified (one may be in the store and exported too)."""
+        return len({c.size for _, c in self.checkpoints})
+
+    @property
     def covered(self) -> int:
         """How many records the latest valid checkpoint covers."""
         return max((c.size for _, c in self.checkpoints), default=0)

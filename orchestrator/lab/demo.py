@@ -110,6 +110,34 @@ def failure_lines(act: Act, most: int = 5) -> list[str]:
     return lines
 
 
+def change_record(console: Console, rollout_ids: list[str]) -> None:
+    """What an auditor would get of the two rollouts: the log verified, a report of each."""
+    from orchestrator.app.audit import verifiers, verify_store
+    from orchestrator.app.change_report import build, render
+    from orchestrator.audit.signing import private_write
+
+    ctx = context.build(load_settings())
+    verdict = verify_store(ctx.store, ctx.settings, [], verifiers(ctx.settings, []))
+    said = "verified" if verdict.ok else "does NOT verify: " + "; ".join(verdict.problems)
+    console.print(
+        printable(
+            f"Audit log {said}: {verdict.records} records, {verdict.signed_sizes} signed checkpoints "
+            f"(in the store and exported to {ctx.settings.audit_folder})"
+        ),
+        soft_wrap=True,
+    )
+    folder = ctx.settings.home / "reports"
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    for rollout_id in rollout_ids:
+        document = build(ctx.store, rollout_id)
+        for form in ("html", "json", "md"):
+            private_write(folder / f"{rollout_id}.{form}", render(document, form))
+        console.print(
+            printable(f"Change report of {rollout_id}: {folder / rollout_id}.html (.json, .md)"),
+            soft_wrap=True,
+        )
+
+
 def run_demo(console: Console, target: Target, pool_size: int, reset: Callable[[], None]) -> int:
     """The three acts; ``reset`` puts every host back on v1 before the control."""
     acts = [
@@ -123,6 +151,7 @@ def run_demo(console: Console, target: Target, pool_size: int, reset: Callable[[
     for act in acts[:2]:
         for line in failure_lines(act):
             console.print(line, markup=False, soft_wrap=True)
+    change_record(console, [act.rollout.id for act in acts[:2] if act.rollout is not None])
     ok = acts[0].measured.load.failed == 0 and acts[1].measured.load.failed == 0
     seen = acts[2].measured.load.failed > 0
     verdict = Text("the measurement can see downtime") if seen else Text("none seen: this proves less", "red")

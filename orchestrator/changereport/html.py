@@ -8,8 +8,7 @@ the hashes (escaped here). The document is taken as valid (``jsonform.validate``
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -17,73 +16,24 @@ import jinja2
 from markupsafe import Markup, escape
 
 from orchestrator.changereport import svg
+from orchestrator.changereport.text import (
+    SECTIONS,
+    counters_text,
+    host_states,
+    iso_utc,
+    measured_text,
+    seconds_text,
+    took,
+    yes_no,
+)
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 # A timeline of more hosts than this would be taller than a printed page, and a picture is never split
 # across pages (it would be cut), so a long rollout gets one picture per this many hosts.
 HOSTS_PER_TIMELINE = 50
-SECTIONS = (
-    ("request", "Request"),
-    ("assessment", "Assessment"),
-    ("approval", "Approval"),
-    ("implementation", "Implementation"),
-    ("testing", "Testing"),
-    ("fallback", "Fall-back"),
-    ("availability", "Availability"),
-    ("communication", "Communication"),
-    ("audit", "Audit trail"),
-)
 BAD = frozenset({"failed", "failed_out", "interrupted", "reject", "rejected", "halted", "aborted", "error"})
 WARN = frozenset({"rolled_back", "skipped", "pending", "running", "partial", "paused", "rolling_back"})
 GOOD = frozenset({"ok", "succeeded", "passed", "approve", "approved", "sent", "delivered"})
-
-
-def iso_utc(t: float | None, none: str = "\u2014") -> str:
-    """Unix seconds as ISO 8601 UTC to the second (``2026-03-02T09:00:00Z``); ``none`` for null."""
-    if t is None:
-        return none
-    return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def seconds_text(seconds: float) -> str:
-    """A duration a reader takes in at a glance: ``0.4 s``, ``42 s``, ``3 min 05 s``, ``2 h 04 min``."""
-    if seconds < 10:
-        return f"{seconds:.1f} s"
-    whole = round(seconds)
-    if whole < 60:
-        return f"{whole} s"
-    if whole < 3600:
-        return f"{whole // 60} min {whole % 60:02d} s"
-    return f"{whole // 3600} h {whole % 3600 // 60:02d} min"
-
-
-def took(start: float | None, end: float | None) -> str:
-    if start is None or end is None:
-        return "\u2014"
-    return seconds_text(max(end - start, 0.0))
-
-
-def yes_no(value: bool | None, none: str = "not applicable") -> str:
-    return none if value is None else ("yes" if value else "no")
-
-
-def measured_text(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return str(value)
-
-
-def counters_text(counters: Mapping[str, int]) -> str:
-    """Non-zero counters as ``name n``; "none" when all are zero."""
-    shown = [f"{name} {value}" for name, value in sorted(counters.items()) if value]
-    return ", ".join(shown) if shown else "none"
-
-
-def host_states(hosts: Sequence[Mapping[str, Any]]) -> str:
-    counts = Counter(str(host["state"]) for host in hosts)
-    return ", ".join(f"{n} {state}" for state, n in counts.most_common())
 
 
 def _hash(value: str) -> Markup:

@@ -14,7 +14,7 @@ from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from orchestrator.changereport.html import (
+from orchestrator.changereport.text import (
     SECTIONS,
     counters_text,
     host_states,

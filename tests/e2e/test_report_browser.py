@@ -30,8 +30,9 @@ from typing import Any
 
 import pytest
 
-from orchestrator.changereport.html import iso_utc, render_html
+from orchestrator.changereport.html import render_html
 from orchestrator.changereport.svg import STEP_COLOURS
+from orchestrator.changereport.text import iso_utc
 from tests.unit.report_sample import sample_document
 
 pytestmark = [pytest.mark.e2e]

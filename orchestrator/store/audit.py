@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -19,7 +20,7 @@ from typing import Any, Protocol
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from orchestrator.audit.canonical import canonical_json
+from orchestrator.audit.canonical import MAX_EXACT_INT, canonical_json
 from orchestrator.audit.merkle import Frontier, leaf_hash
 from orchestrator.redact import redact
 from orchestrator.store.schema import AuditCheckpointRow, AuditHeadRow, AuditRecordRow
@@ -56,13 +57,22 @@ class Checkpointer(Protocol):
 
 
 def _masked(value: Any) -> Any:
+    """Secrets masked, and what canonical JSON cannot carry made into what it can: a server's answer
+    (an output line with a lone surrogate, a huge number) must never make an append, and so the
+    change it records, fail."""
     if isinstance(value, str):
-        return redact(value)
+        return redact(value).encode("utf-8", "replace").decode("utf-8")
     if isinstance(value, dict):
         return {str(k): _masked(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [_masked(v) for v in value]
-    return value
+    if isinstance(value, bool) or value is None:
+        return value
+    if isinstance(value, int):
+        return value if abs(value) <= MAX_EXACT_INT else str(value)
+    if isinstance(value, float):
+        return value if math.isfinite(value) else str(value)
+    return str(value)
 
 
 def body_of(seq: int, at: float, kind: str, rollout_id: str | None, fields: dict[str, Any]) -> str:

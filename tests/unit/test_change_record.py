@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,7 @@ from orchestrator.model.records import Step
 from orchestrator.model.spec import ChangeRequest, Document
 from orchestrator.model.states import RolloutState
 from orchestrator.store import audit
+from orchestrator.store.audit import body_of
 from orchestrator.store.samples import Sample
 from tests.unit.fakes import host_spec, rollout_spec
 from tests.unit.test_coordinator import RID, farm
@@ -143,3 +145,11 @@ def test_availability_without_samples_says_nothing_was_observed() -> None:
     figures = availability([], rollout_spec(), [])
     assert figures["samples"] == 0 and figures["lowest_in_service"] is None
     assert figures["seconds_observed"] == 0.0 and figures["series"] == []
+
+
+def test_an_append_never_fails_on_what_a_server_answered() -> None:
+    """Output with a lone surrogate (undecodable bytes kept by surrogateescape), a number beyond what
+    canonical JSON carries, NaN: the change is recorded all the same, in a form JSON can hold."""
+    body = body_of(3, 1.5, "step.ended", "R1", {"detail": "bad \udcff byte", "n": 2**60, "x": float("nan")})
+    fields = json.loads(body)
+    assert fields["detail"] == "bad ? byte" and fields["n"] == str(2**60) and fields["x"] == "nan"

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -23,7 +24,7 @@ from orchestrator.lab.haproxy import HAProxyProcess, Server, stop_pidfile
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
 # GET /health: 200, or 503 while FLAGDIR/sick exists, after sleeping 1 s while FLAGDIR/slow exists.
-# GET /slow?ms=N: answers the backend's name after N ms. Anything else: the name at once.
+# GET /slow?ms=N: answers the backend's name after N ms. GET /fail: 500. Anything else: the name at once.
 BACKEND = r"""
 import os, sys, time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -43,6 +44,8 @@ class Handler(BaseHTTPRequestHandler):
                 code = 503
         elif url.path == "/slow":
             time.sleep(int(parse_qs(url.query).get("ms", ["0"])[0]) / 1000)
+        elif url.path == "/fail":
+            code = 500
         body = name.encode()
         self.send_response(code)
         self.send_header("Content-Length", str(len(body)))
@@ -81,6 +84,13 @@ def port_open(port: int) -> bool:
 def get(port: int, path: str, timeout: float = 10.0) -> tuple[int, str]:
     with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=timeout) as resp:
         return resp.status, resp.read().decode()
+
+
+def status_of(port: int, path: str) -> int:
+    try:
+        return get(port, path)[0]
+    except urllib.error.HTTPError as exc:
+        return exc.code
 
 
 @dataclass
@@ -163,8 +173,20 @@ def lab(tmp_path: Path, backends: dict[str, tuple[int, Path]]) -> Iterator[Lab]:
 
 def test_reads_every_server(lab: Lab) -> None:
     wait_for("all servers UP", lambda: all(s.up_after_check for s in lab.lb.servers()))
-    assert lab.lb.servers() == [ServerState("app", n, AdminState.READY, "UP", 0) for n in NAMES]
-    assert lab.lb.state("s2") == ServerState("app", "s2", AdminState.READY, "UP", 0)
+    # no request has failed yet: every error counter is read, and zero
+    quiet = (0, 0, 0, 0, 0)
+    assert lab.lb.servers() == [ServerState("app", n, AdminState.READY, "UP", 0, quiet) for n in NAMES]
+    assert lab.lb.state("s2") == ServerState("app", "s2", AdminState.READY, "UP", 0, quiet)
+
+
+def test_error_counters_count_the_5xx_answers_the_clients_got(lab: Lab) -> None:
+    """What the availability samples read: HAProxy's own count of 5xx answers per server."""
+    wait_for("all servers UP", lambda: all(s.up_after_check for s in lab.lb.servers()))
+    before = sum(s.errors[0] for s in lab.lb.servers())
+    codes = [status_of(lab.port, "/fail") for _ in range(6)]
+    assert codes == [500] * 6
+    wait_for("six 5xx counted", lambda: sum(s.errors[0] for s in lab.lb.servers()) - before == 6)
+    assert all(s.errors[1:] == (0, 0, 0, 0) for s in lab.lb.servers())
 
 
 def test_drain_keeps_the_request_in_flight_and_sends_new_ones_elsewhere(lab: Lab) -> None:
@@ -179,7 +201,7 @@ def test_drain_keeps_the_request_in_flight_and_sends_new_ones_elsewhere(lab: Lab
         wait_for("one session on a server", lambda: any(s.sessions == 1 for s in lab.lb.servers()))
         busy = next(s.server for s in lab.lb.servers() if s.sessions == 1)
         lab.lb.drain(busy)
-        assert lab.lb.state(busy) == ServerState("app", busy, AdminState.DRAIN, "DRAIN", 1)
+        assert lab.lb.state(busy) == ServerState("app", busy, AdminState.DRAIN, "DRAIN", 1, (0, 0, 0, 0, 0))
         answers = {get(lab.port, "/")[1] for _ in range(9)}
         assert busy not in answers
     finally:

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from orchestrator.app.audit import proof
+from orchestrator.audit.checkpoint import new_signer, verifier_of
 from orchestrator.audit.signing import FileCheckpointer
 from orchestrator.model.states import RolloutState
 from orchestrator.store.audit import AuditLog
@@ -44,7 +45,19 @@ def _bigger(note: str) -> str:
     return f"{origin}\n{int(size) + 1}\n{rest}"
 
 
+def key_with_a_plus(path: Path) -> None:
+    """A signing key whose verifier's base64 part holds a "+" (about every other key does): the
+    verifier must not split the key text on it."""
+    while True:
+        signer = new_signer("test.example/audit")
+        if "+" in verifier_of(signer).split("+", 2)[2]:
+            break
+    path.write_text(signer + "\n")
+    path.chmod(0o600)
+
+
 def test_the_readme_verifier_checks_a_real_proof(tmp_path: Path) -> None:
+    key_with_a_plus(tmp_path / "key")
     checkpointer = FileCheckpointer(tmp_path / "key", tmp_path / "checkpoints", "test.example/audit", every=5)
     store = Store(f"sqlite:///{tmp_path / 'store.db'}", audit=AuditLog(checkpointer))
     spec = rollout_spec(hosts=[host_spec("web1"), host_spec("web2")])

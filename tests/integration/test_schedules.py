@@ -166,9 +166,10 @@ class FakeStart:
         self.calls: list[tuple[Path, Path, tuple[str, ...]]] = []
         self.lock = threading.Lock()
 
-    def __call__(self, playbook: Path, inventory: Path, hosts: tuple[str, ...]) -> str:
+    def __call__(self, due: Schedule) -> str:
+        playbook = due.playbook
         with self.lock:
-            self.calls.append((playbook, inventory, hosts))
+            self.calls.append((playbook, due.inventory, due.hosts))
         if playbook.name == "bad.yaml":
             raise InputError(f"{playbook}:3", "unknown field 'pol'", "remove it or check its spelling")
         if playbook.name == "busy.yaml":

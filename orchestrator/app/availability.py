@@ -4,6 +4,7 @@ in the whole window and while each host was out."""
 
 from __future__ import annotations
 
+import bisect
 import itertools
 from collections.abc import Sequence
 from typing import Any
@@ -20,18 +21,37 @@ def _increase(before: Sequence[int], after: Sequence[int]) -> list[int]:
     return [a - b if a >= b else a for b, a in zip(before, after, strict=False)]
 
 
+class Growth:
+    """The pool's error counters' growth summed once over consecutive samples, so that the growth
+    within any window (the whole rollout, each host's time out) is one subtraction: a 1,000-host
+    rollout's report asks for a thousand windows over the same samples."""
+
+    def __init__(self, samples: Sequence[Sample]) -> None:
+        self.times = [s.at for s in samples]
+        self.sums = [[0] * len(COUNTERS)]  # sums[i]: the growth from sample 0 to sample i
+        for older, newer in itertools.pairwise(samples):
+            step = [0] * len(COUNTERS)
+            for server, row in newer.per_server.items():
+                was = older.per_server.get(server)
+                if was is None:
+                    continue  # a server new in this sample: nothing to compare it with
+                for i, grew in enumerate(_increase(was[2:], row[2:])):
+                    step[i] += grew
+            self.sums.append([a + b for a, b in zip(self.sums[-1], step, strict=True)])
+
+    def between(self, start: float, end: float | None) -> dict[str, int]:
+        """The growth between the first and the last sample taken in [start, end]."""
+        first = bisect.bisect_left(self.times, start)
+        last = (len(self.times) if end is None else bisect.bisect_right(self.times, end)) - 1
+        if last <= first:
+            return dict.fromkeys(COUNTERS, 0)
+        grown = (b - a for a, b in zip(self.sums[first], self.sums[last], strict=True))
+        return dict(zip(COUNTERS, grown, strict=True))
+
+
 def errors_between(samples: Sequence[Sample], start: float, end: float | None) -> dict[str, int]:
     """The pool's error counters' growth between the samples taken in [start, end]."""
-    total = [0] * len(COUNTERS)
-    inside = [s for s in samples if s.at >= start and (end is None or s.at <= end)]
-    for older, newer in itertools.pairwise(inside):
-        for server, row in newer.per_server.items():
-            was = older.per_server.get(server)
-            if was is None:
-                continue
-            for i, grew in enumerate(_increase(was[2:], row[2:])):
-                total[i] += grew
-    return dict(zip(COUNTERS, total, strict=True))
+    return Growth(samples).between(start, end)
 
 
 def availability(samples: Sequence[Sample], spec: RolloutSpec, steps: Sequence[Step]) -> dict[str, Any]:
@@ -43,19 +63,22 @@ def availability(samples: Sequence[Sample], spec: RolloutSpec, steps: Sequence[S
         full += span if older.in_service >= older.servers else 0.0
         below += span if older.in_service < floor else 0.0
     interval = (samples[-1].at - samples[0].at) / (len(samples) - 1) if len(samples) > 1 else 0.0
+    growth = Growth(samples)
+    by_host: dict[str, list[Step]] = {}
+    for step in steps:
+        by_host.setdefault(step.host, []).append(step)
     per_host = []
     for host in spec.hosts:
-        mine = [s for s in steps if s.host == host]
+        mine = by_host.get(host)
         if not mine:
             continue
-        out_from = mine[0].started_at
-        out_to = mine[-1].ended_at
+        out_from, out_to = mine[0].started_at, mine[-1].ended_at
         per_host.append(
             {
                 "host": host,
                 "out_from": out_from,
                 "out_to": out_to,
-                "lb_errors": errors_between(samples, out_from, out_to),
+                "lb_errors": growth.between(out_from, out_to),
             }
         )
     return {
@@ -67,7 +90,7 @@ def availability(samples: Sequence[Sample], spec: RolloutSpec, steps: Sequence[S
         "seconds_observed": round(samples[-1].at - samples[0].at, 3) if samples else 0.0,
         "seconds_at_full_capacity": round(full, 3),
         "seconds_below_floor": round(below, 3),
-        "lb_errors": errors_between(samples, float("-inf"), None),
+        "lb_errors": growth.between(float("-inf"), None),
         "per_host": per_host,
         "series": [[s.at, s.in_service, s.sessions] for s in samples],
     }

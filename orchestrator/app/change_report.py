@@ -156,9 +156,12 @@ def _approval(rollout: Rollout, actions: list[Action]) -> dict[str, Any]:
 
 
 def _hosts(hosts: list[HostStatus], steps: list[Step]) -> list[dict[str, Any]]:
+    by_host: dict[str, list[Step]] = {}
+    for step in steps:
+        by_host.setdefault(step.host, []).append(step)
     out = []
     for h in hosts:
-        mine = [s for s in steps if s.host == h.name]
+        mine = by_host.get(h.name, [])
         out.append(
             {
                 "name": h.name,

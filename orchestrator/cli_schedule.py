@@ -1,7 +1,9 @@
 """`schedule`, `schedules` and `unschedule`: start a rollout later, list schedules, cancel one.
 
 The commands are added to the main group by orchestrator.cli; errors (InputError: exit 2) are turned
-into one line by its ``main``. Workers start due schedules from their reconciler loop.
+into one line by its ``main``. Workers start due schedules from their reconciler loop. The
+composition root is imported inside each command: every CLI command imports this module, and only
+these three need the store.
 """
 
 from __future__ import annotations
@@ -13,7 +15,6 @@ import click
 from rich.table import Table
 from rich.text import Text
 
-from orchestrator import context
 from orchestrator.display import printable
 from orchestrator.errors import InputError, OrchestratorError
 from orchestrator.terminal import console, host_list
@@ -96,6 +97,8 @@ def schedule(
         if at.year > current.year + 100:  # window arithmetic near year 9999 overflows; no need to go there
             raise InputError("--at", f"{at_text!r} is more than a hundred years ahead", "a nearer time")
 
+    from orchestrator import context
+
     store = context.build().store
     row = add_schedule(
         store,
@@ -127,6 +130,7 @@ def schedule(
 @click.option("--limit", type=click.IntRange(1, 1000), default=50, show_default=True)
 def schedules(limit: int) -> None:
     """Scheduled rollouts (the newest), soonest first: when, state, and the rollout each started."""
+    from orchestrator import context
     from orchestrator.schedule import in_utc, in_zone
     from orchestrator.store.schedules import list_schedules
 
@@ -163,6 +167,7 @@ def schedules(limit: int) -> None:
 @click.option("--reason", default=None, help="Why (recorded).")
 def unschedule(schedule_id: int, actor: str | None, reason: str | None) -> None:
     """Cancel a schedule that has not started yet."""
+    from orchestrator import context
     from orchestrator.app.identity import reason as reason_of
     from orchestrator.store.schedules import cancel_schedule
 

@@ -8,9 +8,9 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from orchestrator.audit.checkpoint import CheckpointError, open_note
+from orchestrator.audit.checkpoint import CheckpointError, open_note, unverified, verifier_text
 from orchestrator.audit.merkle import Levels, leaf_hash, verify_inclusion
-from orchestrator.audit.signing import exported, verifier_text
+from orchestrator.audit.signing import exported
 from orchestrator.audit.verify import SignedCheckpoint, StoredRecord, Verdict, verify
 from orchestrator.config import Settings
 from orchestrator.errors import InputError
@@ -33,8 +33,7 @@ def verifiers(settings: Settings, given: Sequence[str]) -> list[str]:
 
 def _stored_records(store: Store) -> Iterator[StoredRecord]:
     with store.session() as s:
-        for r in audit.records(s):
-            yield StoredRecord(r.seq, r.at, r.kind, r.rollout_id, r.body, r.leaf, r.root)
+        yield from audit.records(s)
 
 
 def verify_store(store: Store, settings: Settings, files: Sequence[Path], keys: Sequence[str]) -> Verdict:
@@ -67,7 +66,10 @@ def proof(store: Store, seq: int, checkpoint: str | None) -> dict[str, Any]:
         raise InputError(
             "RECORD", f"no checkpoint covers record {seq} yet", "wait for the rollout's end, or --checkpoint"
         )
-    size = int(note.splitlines()[1])
+    try:
+        size = unverified(note).size
+    except CheckpointError as exc:
+        raise InputError("--checkpoint", f"not a checkpoint ({exc})", "a file `audit` exported") from None
     if size <= seq:
         raise InputError("--checkpoint", f"the checkpoint is of size {size}", f"one above {seq}")
     with store.session() as s:

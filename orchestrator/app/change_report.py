@@ -4,10 +4,13 @@ answers, so an auditor sampling changes finds each piece of evidence where the f
 
 from __future__ import annotations
 
+import base64
 import time
 from typing import Any
 
 from orchestrator.app.availability import availability
+from orchestrator.audit.checkpoint import unverified
+from orchestrator.audit.verify import StoredRecord
 from orchestrator.errors import InputError
 from orchestrator.model.records import Action, HostStatus, Rollout, Step
 from orchestrator.report import plan_text
@@ -191,7 +194,7 @@ def _step(s: Step) -> dict[str, Any]:
     }
 
 
-def _checks(records: list[audit.Record]) -> list[dict[str, Any]]:
+def _checks(records: list[StoredRecord]) -> list[dict[str, Any]]:
     """Every probe of every check, with what it saw: the evidence that the change was tested."""
     out = []
     for r in records:
@@ -210,7 +213,7 @@ def _checks(records: list[audit.Record]) -> list[dict[str, Any]]:
     return out
 
 
-def _fallback(steps: list[Step], actions: list[Action], records: list[audit.Record]) -> list[dict[str, Any]]:
+def _fallback(steps: list[Step], actions: list[Action], records: list[StoredRecord]) -> list[dict[str, Any]]:
     events = [
         {"host": s.host, "what": FALLBACK_STEPS[s.step], "at": s.started_at, "why": s.detail}
         for s in steps
@@ -251,8 +254,9 @@ def _audit(store: Store, rollout_id: str) -> dict[str, Any]:
     covering = next(((size, note) for size, note, _ in stored if last is not None and size > last), None)
     checkpoint = None
     if covering:
-        lines = covering[1].splitlines()
-        checkpoint = {"origin": lines[0], "size": covering[0], "root": lines[2], "text": covering[1]}
+        signed = unverified(covering[1])  # the store's own; `audit verify` checks its signature
+        root = base64.b64encode(signed.root).decode()
+        checkpoint = {"origin": signed.origin, "size": signed.size, "root": root, "text": covering[1]}
     return {
         "answers": ANSWERS["audit"],
         "first_record": seqs[0] if seqs else None,

@@ -168,7 +168,11 @@ def _key_material(name: str, hash_text: str, key_text: str, kind: str) -> bytes:
 
 def verifier_of(signer_text: str) -> str:
     """The public verifier key text that matches a signer key text."""
-    signer = parse_signer(signer_text)
+    return verifier_text(parse_signer(signer_text))
+
+
+def verifier_text(signer: Signer) -> str:
+    """The public key an auditor verifies with: ``name+hash+base64(0x01 || key)``."""
     public = _public_bytes(signer.private_key.public_key())
     encoded = base64.b64encode(bytes([ED25519]) + public).decode("ascii")
     return f"{signer.name}+{signer.key_hash:08x}+{encoded}"
@@ -254,6 +258,12 @@ def open_text(note: str, verifiers: Sequence[str]) -> str:
         seen = ", ".join(unknown) or "none"
         raise CheckpointError(f"note has no signature from a known key (unknown keys: {seen})")
     return text
+
+
+def unverified(note: str) -> Checkpoint:
+    """The checkpoint a signed note carries, its signatures NOT checked: for choosing among notes
+    already verified, or trusted as the store's own (`open_note` is what proves one)."""
+    return parse_body(note.partition("\n\n")[0] + "\n")
 
 
 def open_note(text: str, verifiers: Sequence[str]) -> Checkpoint:

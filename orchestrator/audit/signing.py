@@ -4,7 +4,6 @@ it was not rewritten (point ORCH_AUDIT_CHECKPOINTS at storage the database's use
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import fcntl
 import logging
@@ -13,21 +12,18 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
-from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
-
-from orchestrator.audit.checkpoint import Checkpoint, Signer, create_key_file, load_signer, sign
+from orchestrator.audit.checkpoint import (
+    Checkpoint,
+    Signer,
+    create_key_file,
+    load_signer,
+    sign,
+    unverified,
+    verifier_text,
+)
 from orchestrator.errors import ConfigError
 
 log = logging.getLogger(__name__)
-
-ED25519 = 0x01  # the signed-note algorithm byte
-
-
-def verifier_text(signer: Signer) -> str:
-    """The public key an auditor verifies with: ``name+hash+base64(0x01 || key)``."""
-    public = signer.private_key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
-    encoded = base64.b64encode(bytes([ED25519]) + public).decode()
-    return f"{signer.name}+{signer.key_hash:08x}+{encoded}"
 
 
 def key_name(origin: str) -> str:
@@ -117,7 +113,7 @@ def _locked(path: Path) -> Iterator[None]:
 
 def _size_in(path: Path) -> int:
     try:
-        return int(path.read_text(encoding="utf-8").splitlines()[1])
+        return unverified(path.read_text(encoding="utf-8")).size
     except (OSError, IndexError, ValueError):
         return -1
 

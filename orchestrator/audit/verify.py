@@ -19,6 +19,7 @@ import itertools
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from orchestrator.audit.checkpoint import Checkpoint, CheckpointError, open_note
 from orchestrator.audit.merkle import Frontier, Levels, leaf_hash, verify_consistency
@@ -35,6 +36,9 @@ class StoredRecord:
     body: str  # "" once pruned: its leaf hash stands for it
     leaf: str
     root: str
+
+    def fields(self) -> dict[str, Any]:
+        return dict(json.loads(self.body)) if self.body else {}
 
 
 @dataclass(frozen=True)

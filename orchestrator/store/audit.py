@@ -14,7 +14,6 @@ import logging
 import math
 import threading
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from typing import Any, Protocol
 
 from sqlalchemy import select
@@ -22,26 +21,13 @@ from sqlalchemy.orm import Session
 
 from orchestrator.audit.canonical import MAX_EXACT_INT, canonical_json
 from orchestrator.audit.merkle import Frontier, leaf_hash
+from orchestrator.audit.verify import StoredRecord
 from orchestrator.redact import redact
 from orchestrator.store.schema import AuditCheckpointRow, AuditHeadRow, AuditRecordRow
 
 log = logging.getLogger(__name__)
 
 HEAD = 1  # the head row's id
-
-
-@dataclass(frozen=True)
-class Record:
-    seq: int
-    at: float
-    kind: str
-    rollout_id: str | None
-    body: str  # "" once pruned
-    leaf: str
-    root: str
-
-    def fields(self) -> dict[str, Any]:
-        return dict(json.loads(self.body)) if self.body else {}
 
 
 class Checkpointer(Protocol):
@@ -169,7 +155,7 @@ def _frontier(text: str) -> Frontier:
     return Frontier.from_json(json.loads(text)) if text else Frontier()
 
 
-def records(s: Session, *, since: float | None = None, batch: int = 5000) -> Iterator[Record]:
+def records(s: Session, *, since: float | None = None, batch: int = 5000) -> Iterator[StoredRecord]:
     """Every record in order, read in batches (a log of millions does not fit a list)."""
     after = -1
     t = AuditRecordRow
@@ -183,7 +169,7 @@ def records(s: Session, *, since: float | None = None, batch: int = 5000) -> Ite
         if not rows:
             return
         for seq, at, kind, rollout_id, body, leaf, root in rows:
-            yield Record(seq, at, kind, rollout_id, body, leaf, root)
+            yield StoredRecord(seq, at, kind, rollout_id, body, leaf, root)
         after = rows[-1][0]
 
 
@@ -199,9 +185,9 @@ def stored_checkpoints(s: Session) -> list[tuple[int, str, str]]:
     return [(r.size, r.note, r.exported) for r in rows]
 
 
-def record_at(s: Session, seq: int) -> Record | None:
+def record_at(s: Session, seq: int) -> StoredRecord | None:
     r = s.get(AuditRecordRow, seq)
-    return Record(r.seq, r.at, r.kind, r.rollout_id, r.body, r.leaf, r.root) if r else None
+    return StoredRecord(r.seq, r.at, r.kind, r.rollout_id, r.body, r.leaf, r.root) if r else None
 
 
 def leaves(s: Session, size: int) -> list[bytes]:
@@ -211,13 +197,13 @@ def leaves(s: Session, size: int) -> list[bytes]:
     return [bytes.fromhex(leaf) for (leaf,) in rows]
 
 
-def of_rollout(s: Session, rollout_id: str, kinds: tuple[str, ...]) -> list[Record]:
+def of_rollout(s: Session, rollout_id: str, kinds: tuple[str, ...]) -> list[StoredRecord]:
     rows = s.scalars(
         select(AuditRecordRow)
         .where(AuditRecordRow.rollout_id == rollout_id, AuditRecordRow.kind.in_(kinds))
         .order_by(AuditRecordRow.seq)
     )
-    return [Record(r.seq, r.at, r.kind, r.rollout_id, r.body, r.leaf, r.root) for r in rows]
+    return [StoredRecord(r.seq, r.at, r.kind, r.rollout_id, r.body, r.leaf, r.root) for r in rows]
 
 
 def seqs_of(s: Session, rollout_id: str) -> list[int]:

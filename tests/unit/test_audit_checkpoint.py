@@ -30,7 +30,9 @@ from orchestrator.audit.checkpoint import (
     parse_verifier,
     sign,
     sign_text,
+    unverified,
     verifier_of,
+    verifier_text,
 )
 
 PETER_SIGNER = "PRIVATE+KEY+PeterNeumann+c74f20a3+AYEKFALVFGyNhPJEMzD1QIDr+Y7hfZx09iUvxdXHKDFz"
@@ -370,3 +372,13 @@ def test_load_signer_reads_the_go_key(tmp_path: Path) -> None:
     with os.fdopen(descriptor, "w") as handle:
         handle.write(PETER_SIGNER + "\n")
     assert sign_text(TEXT, load_signer(path)) == PETER_NOTE
+
+
+def test_unverified_reads_a_note_without_its_key_and_refuses_what_is_not_one() -> None:
+    signer = parse_signer(PETER_SIGNER)
+    checkpoint = Checkpoint("example.com/log", 42, bytes(range(32)))
+    assert unverified(sign(checkpoint, signer)) == checkpoint
+    assert verifier_text(signer) == verifier_of(PETER_SIGNER) == PETER_VERIFIER
+    for garbage in ("", "just text", "example.com/log\nforty\nAAAA\n\n\u2014 x y\n"):
+        with pytest.raises(CheckpointError):
+            unverified(garbage)
